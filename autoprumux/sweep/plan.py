@@ -1,0 +1,85 @@
+"""The grid of a sweep and the stage outputs each trial depends on (what `sweep --dry-run` prints)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autoprumux.spec import SweepSpec
+from autoprumux.train.plan import Stage, stage_chain
+
+
+def family(mux: int, sparsity: float) -> str:
+    """baseline (1, 0), mux-only (s = 0), prune-only (N = 1) or prumux (both)."""
+    if mux == 1 and sparsity == 0:
+        return "baseline"
+    if sparsity == 0:
+        return "mux-only"
+    if mux == 1:
+        return "prune-only"
+    return "prumux"
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """One grid point: its family and the chain of stages that produces its model."""
+
+    mux: int
+    sparsity: float
+    family: str
+    stages: tuple[Stage, ...]
+
+    @property
+    def final_stage(self) -> Stage:
+        return self.stages[-1]
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """All trials of a sweep, ordered so that every s = 0 point precedes the pruned points of its N."""
+
+    spec: SweepSpec
+    trials: tuple[PlannedTrial, ...]
+
+    @property
+    def unique_stages(self) -> dict[str, Stage]:
+        return {s.key: s for t in self.trials for s in t.stages}
+
+    @property
+    def stage_runs_without_reuse(self) -> int:
+        return sum(len(t.stages) for t in self.trials)
+
+
+def grid_points(spec: SweepSpec) -> list[tuple[int, float]]:
+    """Every (N, s) of the grid, the baseline (1, 0) included, s = 0 first within each N."""
+    mux = sorted(set(spec.grid.mux) | {1})
+    sparsity = sorted(set(spec.grid.sparsity) | {0.0})
+    return [(n, s) for s in sparsity for n in mux]
+
+
+def plan_sweep(spec: SweepSpec) -> SweepPlan:
+    """Plan a sweep without training anything."""
+    trials = tuple(
+        PlannedTrial(mux=n, sparsity=s, family=family(n, s), stages=stage_chain(spec.training, n, s))
+        for n, s in grid_points(spec)
+    )
+    return SweepPlan(spec=spec, trials=trials)
+
+
+def format_plan(plan: SweepPlan) -> str:
+    """A readable table of the plan: trial, family, the stages it needs and which are shared."""
+    spec = plan.spec
+    lines = [
+        f"sweep {spec.name!r}: task {spec.training.task}, model {spec.training.model}, "
+        f"{len(plan.trials)} trials, storage {spec.storage_url}",
+        f"{'#':>3}  {'N':>3}  {'s':>5}  {'family':<10}  stages (-> = starts from)",
+    ]
+    for i, trial in enumerate(plan.trials):
+        chain = " -> ".join(s.key for s in trial.stages)
+        lines.append(f"{i:>3}  {trial.mux:>3}  {trial.sparsity:>5.2f}  {trial.family:<10}  {chain}")
+    unique = len(plan.unique_stages)
+    total = plan.stage_runs_without_reuse
+    lines.append(
+        f"{unique} distinct stage trainings ({total} without reuse, {total - unique} saved); "
+        f"table: {spec.table_path}"
+    )
+    return "\n".join(lines)
