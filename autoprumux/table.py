@@ -160,7 +160,9 @@ def read_table(path: str | os.PathLike, required: Sequence[str] = MINIMAL_COLUMN
             frame = pd.read_parquet(path)
         else:
             frame = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+    except pd.errors.EmptyDataError:
+        raise TableError(f"results table {str(path)!r} is empty: no header and no rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise TableError(f"results table {str(path)!r} cannot be read as CSV/Parquet: {exc}") from None
     return validate_table(frame, required=required, source=str(path))
 

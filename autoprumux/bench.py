@@ -1,0 +1,283 @@
+"""The throughput harness: one honest way to measure examples/s, used by train, sweep and bench.
+
+A fixed batch of B sequences, each carrying N multiplexed examples, of T tokens; `warmup`
+untimed forward passes; `repeats` timed ones under `torch.inference_mode()`, synchronised on
+CUDA, with a fixed and recorded CPU thread count. Throughput is original examples per second
+(B * N / seconds per batch); we report the median, the interquartile range and min/max, the
+latency per batch, peak memory, parameter count, analytic FLOPs per example and a hardware
+fingerprint. Token ids are drawn from the model's vocabulary: content does not change cost.
+
+    from autoprumux.bench import measure_throughput
+    result = measure_throughput(model, batch_size=64, seq_len=48)
+    print(result.examples_per_second, result.flops_per_example)
+
+Speed claims compare results measured side by side in one run (see benchmarks/speedup.py).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from autoprumux.errors import ModelError
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Throughput of one model under one harness setting. Rates are examples/s, times seconds."""
+
+    examples_per_second: float  # median over repeats
+    spread_iqr: float  # interquartile range of examples/s
+    min_examples_per_second: float
+    max_examples_per_second: float
+    latency_s: float  # median seconds per batch of `batch_size` sequences
+    peak_memory_bytes: int
+    params: int
+    flops_per_example: float  # analytic, forward pass, per original input
+    mux_width: int
+    batch_size: int
+    seq_len: int
+    warmup: int
+    repeats: int
+    threads: int
+    device: str  # "cpu" or "cuda"
+    hardware: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_metrics(self) -> dict:
+        """The results-table columns this measurement fills."""
+        return {
+            "throughput": self.examples_per_second,
+            "throughput_spread": self.spread_iqr,
+            "flops_per_example": self.flops_per_example,
+            "batch_size": self.batch_size,
+            "seq_len": self.seq_len,
+            "params": self.params,
+            "device": self.device,
+            "hardware": self.hardware,
+        }
+
+
+def hardware_fingerprint(device: torch.device, threads: int) -> str:
+    """Device name, CPU model, thread count and torch version, as one line."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    parts = [f"cpu {cpu}", f"{threads} threads"]
+    if device.type == "cuda":
+        parts.insert(0, f"cuda {torch.cuda.get_device_name(device)}")
+    parts.append(f"torch {torch.__version__}")
+    return ", ".join(parts)
+
+
+def _mux_width(model: nn.Module) -> int:
+    return int(getattr(model.config, "mux_width", 1))
+
+
+def _encoder_length(model: nn.Module, seq_len: int) -> int:
+    """Positions the encoder sees: the `index` demultiplexer prepends N prefix positions."""
+    config = model.config
+    if _mux_width(model) > 1 and getattr(config, "demultiplexer", None) == "index":
+        return seq_len + _mux_width(model)
+    return seq_len
+
+
+def _random_batch(model: nn.Module, batch_size: int, seq_len: int, device: torch.device, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    vocab = int(model.config.vocab_size)
+    shape = (batch_size, _mux_width(model), seq_len)
+    input_ids = torch.randint(5 if vocab > 5 else 0, vocab, shape, generator=generator)
+    return {
+        "input_ids": input_ids.to(device),
+        "attention_mask": torch.ones(shape, dtype=torch.long, device=device),
+        "token_type_ids": torch.zeros(shape, dtype=torch.long, device=device),
+    }
+
+
+def count_flops(model: nn.Module, seq_len: int) -> float:
+    """Analytic forward FLOPs per original example at sequence length `seq_len`.
+
+    Counts 2 FLOPs per multiply-add of every matrix product the classification forward pass
+    performs: each `nn.Linear` call (2 * in * out per row it is applied to) and, per attention
+    layer, the score and context products (4 * heads * T'^2 * d_head). Elementwise work
+    (activations, LayerNorm, the multiplexer's Hadamard products and mean) is not counted. The
+    count is taken from one forward pass of a single sequence on the model's own shapes, so it is
+    exact and deterministic for the architecture, including compacted per-layer shapes.
+    """
+    total = 0.0
+    handles = []
+
+    def linear_hook(module: nn.Linear, inputs, output) -> None:
+        nonlocal total
+        rows = inputs[0].numel() // module.in_features
+        total += 2.0 * rows * module.in_features * module.out_features
+
+    def attention_hook(module: nn.Module, inputs, output) -> None:
+        nonlocal total
+        hidden = inputs[0]
+        heads = module.query.out_features // module.attention_head_size
+        length = hidden.shape[-2]
+        rows = hidden.numel() // (hidden.shape[-1] * length)
+        total += 4.0 * rows * heads * length * length * module.attention_head_size
+
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            handles.append(module.register_forward_hook(linear_hook))
+        elif hasattr(module, "query") and hasattr(module, "attention_head_size"):
+            handles.append(module.register_forward_hook(attention_hook))
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            model(**_random_batch(model, 1, seq_len, device, seed=0))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return total / _mux_width(model)
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """`None` -> cuda when available, else cpu; a bad name is a user error."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ModelError(f"device {name!r} is not valid; expected cpu, cuda or cuda:K") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ModelError(f"device {name!r} is not supported; expected cpu, cuda or cuda:K")
+    return device
+
+
+@contextmanager
+def _cpu_threads(threads: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # process peak RSS
+    except ImportError:  # pragma: no cover - not on Linux
+        return 0
+
+
+def measure_throughput(
+    model: nn.Module,
+    *,
+    batch_size: int = 64,
+    seq_len: int = 48,
+    warmup: int = 3,
+    repeats: int = 10,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+    seed: int = 0,
+) -> BenchResult:
+    """Measure inference throughput of `model` in examples/s (median of `repeats` timed batches).
+
+    The model is moved to `device` and put in eval mode. On CPU the thread count is fixed to
+    `threads` (default: all cores) for the measurement and recorded.
+    """
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    threads = threads or torch.get_num_threads() or os.cpu_count() or 1
+    model = model.to(device).eval()
+    flops = count_flops(model, seq_len)
+    batch = _random_batch(model, batch_size, seq_len, device, seed)
+    examples = batch_size * _mux_width(model)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    timings: list[float] = []
+    with _cpu_threads(threads), torch.inference_mode():
+        for _ in range(warmup):
+            model(**batch)
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            model(**batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            timings.append(time.perf_counter() - start)
+    rates = [examples / t for t in timings]
+    return BenchResult(
+        examples_per_second=statistics.median(rates),
+        spread_iqr=_quantile(rates, 0.75) - _quantile(rates, 0.25),
+        min_examples_per_second=min(rates),
+        max_examples_per_second=max(rates),
+        latency_s=statistics.median(timings),
+        peak_memory_bytes=_peak_memory(device),
+        params=sum(p.numel() for p in model.parameters()),
+        flops_per_example=flops,
+        mux_width=_mux_width(model),
+        batch_size=batch_size,
+        seq_len=seq_len,
+        warmup=warmup,
+        repeats=repeats,
+        threads=threads,
+        device=device.type,
+        hardware=hardware_fingerprint(device, threads),
+    )
+
+
+def benchmark_checkpoint(path: Path, **options) -> BenchResult:
+    """Measure a saved model: a run directory (with `model/`) or a model directory itself."""
+    from autoprumux.models import load_model
+
+    path = Path(path)
+    model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
+    if not (model_dir / "config.json").is_file():
+        raise ModelError(f"{str(path)!r} holds no saved model (expected DIR/model/config.json or DIR/config.json)")
+    return measure_throughput(load_model(model_dir), **options)
+
+
+def format_benchmark(result: BenchResult) -> str:
+    """A short human-readable report of one measurement."""
+    return "\n".join(
+        [
+            f"throughput   {result.examples_per_second:,.1f} examples/s (median of {result.repeats}; "
+            f"IQR {result.spread_iqr:,.1f}, min {result.min_examples_per_second:,.1f}, "
+            f"max {result.max_examples_per_second:,.1f})",
+            f"latency      {result.latency_s * 1e3:.2f} ms per batch of {result.batch_size} sequences x "
+            f"N={result.mux_width}, length {result.seq_len}",
+            f"FLOPs        {result.flops_per_example / 1e6:,.2f} MFLOPs per example (analytic)",
+            f"params       {result.params:,}",
+            f"peak memory  {result.peak_memory_bytes / 2**20:,.1f} MiB",
+            f"hardware     {result.hardware}",
+        ]
+    )

@@ -1,0 +1,78 @@
+"""The results-table schema: validation errors and atomic writes."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from autoprumux.errors import TableError
+from autoprumux.table import COLUMNS, MINIMAL_COLUMNS, append_rows, finished_rows, read_table, write_table
+
+
+def row(**overrides):
+    base = {"mux": 1, "sparsity": 0.0, "accuracy": 0.9, "throughput": 100.0, "status": "COMPLETE"}
+    return {**base, **overrides}
+
+
+def test_schema_has_the_design_columns():
+    for name in ("sweep", "task", "model", "mux", "sparsity_target", "sparsity", "accuracy", "throughput",
+                 "throughput_spread", "batch_size", "seq_len", "params", "device", "hardware", "seed", "status",
+                 "duration_s", "trial_number", "started_at", "finished_at", "checkpoint", "code_version"):
+        assert name in COLUMNS
+    assert COLUMNS["throughput"].unit == "examples/s"
+    assert set(MINIMAL_COLUMNS) <= set(COLUMNS)
+
+
+def test_round_trip_and_append(tmp_path):
+    path = tmp_path / "t.csv"
+    append_rows(path, [row(), row(mux=2, throughput=180.0)])
+    append_rows(path, [row(mux=4, throughput=300.0)])
+    table = read_table(path)
+    assert list(table["mux"]) == [1, 2, 4]
+    assert table["throughput"].dtype.kind == "f"
+    assert list(table.columns[:4]) == [c for c in COLUMNS if c in table.columns][:4]
+    assert not list(tmp_path.glob(".t.csv.*"))  # no temporary files left behind
+
+
+@pytest.mark.parametrize(
+    ("frame", "needle"),
+    [
+        (pd.DataFrame(), "no rows"),
+        (pd.DataFrame(columns=list(MINIMAL_COLUMNS)), "no rows"),
+        (pd.DataFrame([{"mux": 1, "sparsity": 0.0, "accuracy": 0.9}]), "throughput"),
+        (pd.DataFrame([row(accuracy=math.nan)]), "'accuracy' is empty"),
+        (pd.DataFrame([row(accuracy=93.0)]), "fraction"),
+        (pd.DataFrame([row(mux="two")]), "'mux' must hold numbers"),
+        (pd.DataFrame([row(mux=0)]), "integers >= 1"),
+    ],
+)
+def test_invalid_tables(tmp_path, frame, needle):
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(TableError) as info:
+        read_table(path)
+    assert needle in str(info.value)
+
+
+def test_missing_file_and_unfinished_rows(tmp_path):
+    with pytest.raises(TableError, match="does not exist"):
+        read_table(tmp_path / "none.csv")
+    path = tmp_path / "t.csv"
+    write_table(pd.DataFrame([row(), row(status="FAIL", accuracy=math.nan)]), path)
+    table = read_table(path)  # NaN in an unfinished row is fine
+    assert len(finished_rows(table)) == 1
+
+
+def test_failed_write_keeps_the_old_table(tmp_path, monkeypatch):
+    path = tmp_path / "t.csv"
+    write_table(pd.DataFrame([row()]), path)
+    before = path.read_text()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", boom)
+    with pytest.raises(OSError):
+        write_table(pd.DataFrame([row(mux=2)]), path)
+    assert path.read_text() == before
+    assert not list(tmp_path.glob(".t.csv.*"))
