@@ -114,8 +114,9 @@ def count_flops(model: nn.Module, seq_len: int) -> float:
     """Analytic forward FLOPs per original example at sequence length `seq_len`.
 
     Counts 2 FLOPs per multiply-add of every matrix product the classification forward pass
-    performs: each `nn.Linear` call (2 * in * out per row it is applied to) and, per attention
-    layer, the score and context products (4 * heads * T'^2 * d_head). Elementwise work
+    performs: each `nn.Linear` call (2 * in * out per row it is applied to), the keyed
+    demultiplexer's split first layer, and, per attention layer, the score and context products
+    (4 * heads * T'^2 * d_head). Elementwise work
     (activations, LayerNorm, the multiplexer's Hadamard products and mean) is not counted. The
     count is taken from one forward pass of a single sequence on the model's own shapes, so it is
     exact and deterministic for the architecture, including compacted per-layer shapes.
@@ -136,8 +137,19 @@ def count_flops(model: nn.Module, seq_len: int) -> float:
         rows = hidden.numel() // (hidden.shape[-1] * length)
         total += 4.0 * rows * heads * length * length * module.attention_head_size
 
+    def keyed_demux_hook(module: nn.Module, inputs, output) -> None:
+        # The keyed demultiplexers apply their first Linear with F.linear on its key and state
+        # column blocks (keys once per slot, states once per sequence), so no Linear hook sees it.
+        nonlocal total
+        first, sequences = module.first, inputs[0].shape[0]
+        key_rows = module.mux_width * (1 if hasattr(module, "keys") else sequences)
+        state_size = first.in_features - module.key_size
+        total += 2.0 * first.out_features * (key_rows * module.key_size + sequences * state_size)
+
     for module in model.modules():
-        if isinstance(module, nn.Linear):
+        if hasattr(module, "first") and hasattr(module, "key_size"):
+            handles.append(module.register_forward_hook(keyed_demux_hook))
+        elif isinstance(module, nn.Linear):
             handles.append(module.register_forward_hook(linear_hook))
         elif hasattr(module, "query") and hasattr(module, "attention_head_size"):
             handles.append(module.register_forward_hook(attention_hook))

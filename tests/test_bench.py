@@ -1,0 +1,67 @@
+"""The throughput harness and the analytic FLOPs count."""
+
+import math
+
+import pytest
+import torch
+
+from autoprumux.bench import count_flops, format_benchmark, measure_throughput
+from autoprumux.models import MuxBertConfig, MuxBertForSequenceClassification
+
+D, LAYERS, HEADS, FFN, LABELS, T = 32, 2, 4, 64, 2, 16
+
+
+def make(mux_width=1, **compact):
+    torch.manual_seed(0)
+    config = MuxBertConfig(
+        vocab_size=100, hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+        intermediate_size=FFN, max_position_embeddings=64, num_labels=LABELS, mux_width=mux_width,
+        demux_layers=3, **compact,
+    )
+    return MuxBertForSequenceClassification(config).eval()
+
+
+def encoder_flops(length, heads=HEADS, ffn=FFN, hidden=D, layers=LAYERS):
+    head_size = D // HEADS
+    width = heads * head_size
+    attention = 2 * length * hidden * width * 3 + 4 * heads * length * length * head_size + 2 * length * width * hidden
+    return layers * (attention + 4 * length * hidden * ffn)
+
+
+def test_flops_match_a_hand_count_for_n1():
+    head = 2 * D * D + 2 * D * LABELS  # pooler on [CLS] + classifier
+    assert count_flops(make(1), T) == encoder_flops(T) + head
+
+
+def test_mux_halves_the_flops_per_example_up_to_the_demux():
+    n = 2
+    demux = 2 * D * (n * D + D) + 2 * n * D * D * 2  # split first layer (keys per slot, state once) + 2 blocks
+    head = n * (2 * D * D + 2 * D * LABELS)
+    expected = (encoder_flops(T) + demux + head) / n
+    flops_2 = count_flops(make(n), T)
+    assert flops_2 == pytest.approx(expected)
+    ratio = flops_2 / count_flops(make(1), T)
+    overhead = (demux + head) / n / count_flops(make(1), T)
+    assert abs(ratio - 0.5) <= overhead + 1e-9
+
+
+def test_a_very_sparse_compacted_model_needs_few_flops():
+    dense = count_flops(make(1), T)
+    sparse = make(1, compact_hidden_size=16, compact_heads=[1, 0], compact_intermediate=[6, 6])
+    assert count_flops(sparse, T) < 0.2 * dense
+    assert count_flops(sparse, T) == encoder_flops(T, heads=1, ffn=6, hidden=16, layers=1) + 2 * T * 16 * 6 * 2 + (
+        2 * 16 * D + 2 * D * LABELS
+    )
+
+
+def test_harness_reports_positive_finite_numbers_with_a_spread():
+    result = measure_throughput(make(2), batch_size=4, seq_len=T, warmup=1, repeats=5, threads=1)
+    for value in (result.examples_per_second, result.latency_s, result.flops_per_example):
+        assert math.isfinite(value) and value > 0
+    assert result.min_examples_per_second <= result.examples_per_second <= result.max_examples_per_second
+    assert result.spread_iqr >= 0
+    assert result.threads == 1 and result.device == "cpu" and "torch" in result.hardware
+    assert result.params == sum(p.numel() for p in make(2).parameters())
+    metrics = result.to_metrics()
+    assert metrics["throughput"] == result.examples_per_second and metrics["batch_size"] == 4
+    assert "examples/s" in format_benchmark(result)
