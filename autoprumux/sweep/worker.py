@@ -1,0 +1,235 @@
+"""One worker: claim a waiting grid point, train it through the pipeline, record it, repeat.
+
+The worker keeps a heartbeat on its running trial; between trials it fails the trials of dead
+workers (`optuna.storages.fail_stale_trials`), whose retry callback queues them again. It stops
+when nothing is waiting and nothing is running anywhere (a running trial may still die and come
+back as a retry). Ctrl-C or SIGTERM fails the running trial as "interrupted" and queues it again,
+so the study stays consistent and the next run continues with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from autoprumux.spec import SweepSpec
+from autoprumux.sweep.export import export_table
+from autoprumux.sweep.store import StageStore
+from autoprumux.sweep.study import OBJECTIVES, duplicate_of, requeue
+
+Reporter = Callable[[str], None]
+Pipeline = Callable[..., dict]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class WorkerReport:
+    """What one worker did: trials finished / failed / skipped as duplicates, stage builds and reuses."""
+
+    completed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    stages_built: int = 0
+    stages_reused: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"worker {socket.gethostname()}:{os.getpid()}: {self.completed} trial(s) finished, "
+            f"{self.failed} failed, {self.skipped} skipped as duplicates; stages {self.stages_built} "
+            f"trained, {self.stages_reused} reused"
+        )
+
+
+def stage_store(spec: SweepSpec) -> StageStore:
+    """The sweep's stage store, with lock timing taken from the spec's worker settings."""
+    return StageStore(
+        spec.artifacts_path,
+        heartbeat_s=float(spec.workers.heartbeat_interval),
+        stale_after_s=float(spec.workers.grace_period),
+    )
+
+
+def default_pipeline() -> Pipeline:
+    from autoprumux.train.pipeline import train_configuration
+
+    return train_configuration
+
+
+@contextmanager
+def _heartbeat(storage, trial_id: int):
+    interval = storage.get_heartbeat_interval()
+    if interval is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception:  # a storage hiccup must not kill the trial; a later beat retries
+                pass
+
+    thread = threading.Thread(target=beat, name=f"trial-heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _jsonable(value):
+    def fallback(obj):
+        return obj.item() if hasattr(obj, "item") else str(obj)
+
+    return json.loads(json.dumps(value, default=fallback))
+
+
+def _objective_values(metrics: dict) -> list[float]:
+    values = []
+    for name in OBJECTIVES:
+        value = metrics.get(name)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"the pipeline returned {name} = {value!r}; expected a finite number")
+        values.append(float(value))
+    return values
+
+
+def _fail(study: optuna.Study, trial: optuna.Trial, error: str, **attrs) -> None:
+    try:
+        trial.set_user_attr("error", error)
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        study.tell(trial, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # already failed as stale by another worker
+
+
+def run_trial(
+    spec: SweepSpec,
+    study: optuna.Study,
+    storage,
+    trial: optuna.Trial,
+    *,
+    device: str | None,
+    pipeline: Pipeline,
+    store: StageStore,
+    report: Reporter,
+) -> str:
+    """Run one claimed trial to the end; returns its final state name (COMPLETE, FAIL, SKIPPED)."""
+    mux, sparsity = int(trial.params["mux"]), float(trial.params["sparsity"])
+    label = f"trial {trial.number} (N={mux}, s={sparsity:g})"
+    other = duplicate_of(study, trial.number, (mux, round(sparsity, 6)))
+    if other is not None:
+        _fail(study, trial, f"duplicate of trial {other.number} ({other.state.name}); not run", skipped=True)
+        report(f"{label} skipped: trial {other.number} covers this point")
+        return "SKIPPED"
+    out_dir = spec.results_path / "trials" / f"{trial.number:04d}-N{mux}-s{sparsity:g}"
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    trial.set_user_attr("run_dir", str(out_dir))
+    report(f"{label} started")
+    start = time.monotonic()
+    with _heartbeat(storage, trial._trial_id):
+        try:
+            metrics = _jsonable(pipeline(spec.training, mux, sparsity, Path(out_dir), device=device, store=store, progress=False))
+            values = _objective_values(metrics)
+        except KeyboardInterrupt:
+            _fail(study, trial, "interrupted (Ctrl-C or SIGTERM); queued again")
+            requeue(study, study._storage.get_trial(trial._trial_id))
+            report(f"{label} interrupted; it is queued again")
+            raise
+        except Exception as exc:
+            message = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
+            _fail(study, trial, message, traceback=traceback.format_exc()[-8000:])
+            report(f"{label} FAILED after {time.monotonic() - start:.0f} s: {message}")
+            return TrialState.FAIL.name
+    try:
+        for key, value in metrics.items():
+            trial.set_user_attr(key, value)
+        study.tell(trial, values)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        report(f"{label} was declared dead while running (no heartbeat); its retry reuses the cached stages")
+        return TrialState.FAIL.name
+    report(
+        f"{label} finished in {time.monotonic() - start:.0f} s: accuracy {values[0]:.4f}, "
+        f"throughput {values[1]:.1f} examples/s"
+    )
+    return TrialState.COMPLETE.name
+
+
+def fail_dead_workers_trials(study: optuna.Study) -> None:
+    """Fail running trials whose heartbeat is older than the grace period; the callback requeues them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def work(
+    spec: SweepSpec,
+    study: optuna.Study,
+    storage,
+    *,
+    device: str | None = None,
+    pipeline: Pipeline | None = None,
+    report: Reporter | None = None,
+) -> WorkerReport:
+    """Claim and run waiting trials until none is waiting or running; export the table after each."""
+    from autoprumux.sweep.study import claim_next_trial
+
+    report = report or _quiet
+    pipeline = pipeline or default_pipeline()
+    store = stage_store(spec)
+    summary = WorkerReport()
+    poll_s = max(1.0, min(5.0, float(spec.workers.heartbeat_interval)))
+    with _sigterm_as_interrupt():
+        while True:
+            fail_dead_workers_trials(study)
+            trial = claim_next_trial(study, storage)
+            if trial is None:
+                if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                    break
+                time.sleep(poll_s)  # others are running: one may die and come back as a retry
+                continue
+            state = run_trial(
+                spec, study, storage, trial, device=device, pipeline=pipeline, store=store, report=report
+            )
+            summary.completed += state == "COMPLETE"
+            summary.failed += state == "FAIL"
+            summary.skipped += state == "SKIPPED"
+            export_table(spec, study)
+    summary.stages_built, summary.stages_reused = store.built, store.reused
+    return summary
