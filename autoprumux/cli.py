@@ -176,7 +176,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train one (N, s) configuration through the pipeline")
     p.add_argument("--task", required=True, help="task name (see the README) or a data folder/file")
-    p.add_argument("--model", default="tiny", help="tiny, minilm, a hub id or a local checkpoint (default tiny)")
+    p.add_argument("--model", help="tiny, minilm, a hub id or a local checkpoint (default: the spec's, else tiny)")
     p.add_argument("--mux", type=_mux, default=1, help="multiplexing width N >= 1 (default 1)")
     p.add_argument("--sparsity", type=_sparsity, default=0.0, help="target sparsity 0 <= s < 1 (default 0)")
     p.add_argument("--out", required=True, help="output directory (metrics.json and model/)")

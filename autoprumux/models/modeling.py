@@ -221,6 +221,17 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
 
     # -- what users ask of a model -------------------------------------------------------------
 
+    def add_retrieval_head(self) -> None:
+        """Give an N > 1 model a new (randomly initialised) token-retrieval head."""
+        if self.config.mux_width == 1:
+            raise ValueError("the token-retrieval head needs N > 1")
+        config = self.config
+        head = RetrievalHead(config.hidden_size, config.vocab_size, config.layer_norm_eps)
+        for module in head.modules():
+            self._init_weights(module)
+        self.retrieval_head = head.to(self.classifier.weight.device)
+        config.retrieval_head = True
+
     def drop_retrieval_head(self) -> None:
         """Remove the token-retrieval head (after warm-up) so the deployed model does not carry it."""
         self.retrieval_head = None

@@ -1,0 +1,208 @@
+"""The token-retrieval warm-up and the task fine-tuning stages (MECHANICS.md section 1).
+
+Both follow the stage contract::
+
+    run_<stage>(settings, stage, parent_dir, out_dir, *, device, teacher_dir=None, progress=True) -> dict
+
+and write `out_dir/model/` and `out_dir/stage.json` atomically. The warm-up (N > 1 only) builds a
+fresh model with a retrieval head and trains it to recover every instance's tokens from the
+demultiplexed states; the fine-tune starts from the warm-up (or a fresh model) and trains the
+classifier, optionally keeping the retrieval loss as an auxiliary term.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from autoprumux.models import build_model
+from autoprumux.spec import TrainingSettings, settings_to_dict
+from autoprumux.train.device import autocast, resolve_device, seed_everything
+from autoprumux.train.loop import evaluate_accuracy, model_inputs, train_loop
+from autoprumux.train.plan import Stage
+from autoprumux.train.stage_io import (
+    epoch_batches,
+    load_parent_model,
+    load_stage_data,
+    steps_per_epoch,
+    write_stage,
+)
+
+WEIGHT_DECAY_WARMUP = 0.01
+
+
+def _device(device) -> torch.device:
+    return device if isinstance(device, torch.device) else resolve_device(device)
+
+
+def _new_model(settings: TrainingSettings, stage: Stage, data, *, retrieval_head: bool):
+    seed_everything(settings.seed)
+    return build_model(
+        settings.model, data.tokenizer, stage.mux, settings.mux, data.task.num_labels,
+        label_names=data.task.label_names, retrieval_head=retrieval_head,
+        max_positions=settings.data.max_seq_len,
+    )
+
+
+@torch.no_grad()
+def evaluate_retrieval(model, encoded, mux_width: int, batch_size: int, device, seed: int = 0) -> float:
+    """Token-retrieval accuracy (fraction of scored tokens recovered) on `encoded`.
+
+    Deterministic: the random instance chosen at each position is drawn from `seed`.
+    """
+    from autoprumux.data import mux_batches
+
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for batch in mux_batches(encoded, mux_width, batch_size, shuffle=False):
+            batch = batch.to(device)
+            with autocast(device):
+                output = model(
+                    input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                    token_type_ids=batch.token_type_ids, retrieval=True,
+                )
+            correct += int((output.retrieval_logits.argmax(-1) == output.retrieval_labels).sum())
+            total += output.retrieval_labels.numel()
+    model.train(was_training)
+    return correct / total if total else float("nan")
+
+
+def run_warmup(
+    settings: TrainingSettings,
+    stage: Stage,
+    parent_dir: Path | None,
+    out_dir: Path,
+    *,
+    device=None,
+    teacher_dir: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Token-retrieval warm-up of a new N-way multiplexed model; returns the stage's metrics.
+
+    Metrics: `retrieval_accuracy` (validation, fraction of tokens), `epochs`, `steps`,
+    `duration_s` (seconds) and the per-epoch `history`.
+    """
+    started = time.perf_counter()
+    device = _device(device)
+    warmup = settings.warmup
+    data = load_stage_data(settings, parent_dir)
+    model = _new_model(settings, stage, data, retrieval_head=True)
+
+    def loss_fn(model, batch):
+        output = model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, token_type_ids=batch.token_type_ids,
+            retrieval=True, retrieval_fraction=warmup.retrieval_fraction,
+        )
+        return output.retrieval_loss, {}
+
+    result = train_loop(
+        model,
+        epoch_batches(data.train, stage.mux, warmup.batch_size, settings.seed),
+        loss_fn,
+        epochs=warmup.epochs,
+        steps_per_epoch=steps_per_epoch(data.train, stage.mux, warmup.batch_size),
+        learning_rate=warmup.learning_rate,
+        weight_decay=WEIGHT_DECAY_WARMUP,
+        warmup_ratio=warmup.warmup_ratio,
+        evaluate=lambda m: evaluate_retrieval(m, data.validation, stage.mux, warmup.batch_size, device, settings.seed),
+        seed=settings.seed,
+        device=device,
+        progress=progress,
+        desc=f"warm-up N={stage.mux}",
+    )
+    metrics = {
+        "stage": stage.name,
+        "key": stage.key,
+        "mux": stage.mux,
+        "retrieval_accuracy": result.best_metric,
+        "best_epoch": result.best_epoch,
+        "epochs": warmup.epochs,
+        "steps": result.steps,
+        "train_examples": len(data.train),
+        "duration_s": time.perf_counter() - started,
+        "history": result.history,
+        "settings": settings_to_dict(warmup),
+    }
+    write_stage(out_dir, model.cpu(), data.tokenizer, metrics)
+    return metrics
+
+
+def run_finetune(
+    settings: TrainingSettings,
+    stage: Stage,
+    parent_dir: Path | None,
+    out_dir: Path,
+    *,
+    device=None,
+    teacher_dir: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Task fine-tuning of the N-way model (from the warm-up when there is one); returns its metrics.
+
+    Metrics: `accuracy` (best validation accuracy, a fraction; its weights are the ones saved),
+    `best_epoch`, `params`, `prunable_params`, `steps`, `duration_s` and the per-epoch `history`.
+    The saved model carries no retrieval head.
+    """
+    started = time.perf_counter()
+    device = _device(device)
+    finetune = settings.finetune
+    coeff = finetune.retrieval_loss_coeff if stage.mux > 1 else 0.0
+    data = load_stage_data(settings, parent_dir)
+    if parent_dir is not None:
+        model = load_parent_model(parent_dir)
+    else:
+        model = _new_model(settings, stage, data, retrieval_head=coeff > 0)
+    if coeff > 0 and model.retrieval_head is None:
+        model.add_retrieval_head()
+    elif coeff == 0:
+        model.drop_retrieval_head()
+
+    def loss_fn(model, batch):
+        output = model(**model_inputs(batch), retrieval=coeff > 0)
+        if coeff == 0:
+            return output.loss, {}
+        logs = {"task_loss": float(output.loss.detach()), "retrieval_loss": float(output.retrieval_loss.detach())}
+        return output.loss + coeff * output.retrieval_loss, logs
+
+    result = train_loop(
+        model,
+        epoch_batches(data.train, stage.mux, finetune.batch_size, settings.seed),
+        loss_fn,
+        epochs=finetune.epochs,
+        steps_per_epoch=steps_per_epoch(data.train, stage.mux, finetune.batch_size),
+        learning_rate=finetune.learning_rate,
+        weight_decay=finetune.weight_decay,
+        grad_accum=finetune.grad_accum,
+        warmup_ratio=finetune.warmup_ratio,
+        evaluate=lambda m: evaluate_accuracy(m, data.validation, stage.mux, finetune.batch_size, device),
+        seed=settings.seed,
+        device=device,
+        progress=progress,
+        desc=f"fine-tune N={stage.mux}",
+    )
+    model.drop_retrieval_head()
+    metrics = {
+        "stage": stage.name,
+        "key": stage.key,
+        "mux": stage.mux,
+        "accuracy": result.best_metric,
+        "best_epoch": result.best_epoch,
+        "epochs": finetune.epochs,
+        "steps": result.steps,
+        "train_examples": len(data.train),
+        "validation_examples": len(data.validation),
+        "params": model.num_parameters(),
+        "prunable_params": model.prunable_parameter_count(),
+        "duration_s": time.perf_counter() - started,
+        "history": result.history,
+        "settings": settings_to_dict(finetune),
+    }
+    write_stage(out_dir, model.cpu(), data.tokenizer, metrics)
+    return metrics

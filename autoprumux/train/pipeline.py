@@ -1,0 +1,244 @@
+"""One (N, s) configuration through the PruMUX pipeline: `autoprumux train` and every sweep trial.
+
+    from autoprumux.spec import TrainingSettings
+    from autoprumux.train.pipeline import train_configuration
+    metrics = train_configuration(TrainingSettings(), mux=2, sparsity=0.0, out_dir=Path("runs/n2"))
+
+Runs the stages of `stage_chain` in order (warm-up -> fine-tune -> prune -> post-fine-tune),
+reusing any stage whose output already exists, copies the last stage's model to `out_dir/model/`,
+measures its throughput with `autoprumux.bench` and writes `out_dir/metrics.json`, whose keys are
+the results-table columns (`autoprumux.table.COLUMNS`) plus per-stage details.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from autoprumux.errors import AutoprumuxError, ModelError
+from autoprumux.spec import TrainingSettings, settings_to_dict, validate_mux_width, validate_sparsity
+from autoprumux.train.plan import Stage, stage_chain
+
+StageFunction = Callable[..., dict]
+
+
+def stage_functions() -> dict[str, StageFunction]:
+    """The stage name -> `run_<stage>` dispatch; pruning stages join when `train/prune_stage.py` exists."""
+    from autoprumux.train.finetune import run_finetune, run_warmup
+
+    functions: dict[str, StageFunction] = {"warmup": run_warmup, "finetune": run_finetune}
+    if importlib.util.find_spec("autoprumux.train.prune_stage") is not None:
+        from autoprumux.train import prune_stage
+
+        functions.update(prune=prune_stage.run_prune, post_finetune=prune_stage.run_post_finetune)
+    return functions
+
+
+def code_version() -> str:
+    """The git commit of the source tree (short hash, `+dirty` when modified), else the package version."""
+    from autoprumux import __version__
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return commit or __version__
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_teacher(teacher_dir: Path, mux: int) -> None:
+    from autoprumux.train.stage_io import MODEL_DIR, read_stage_metrics
+
+    if not (Path(teacher_dir) / MODEL_DIR / "config.json").is_file():
+        raise ModelError(f"--teacher {str(teacher_dir)!r} holds no model/ (expected an s = 0 run directory of N = {mux})")
+    teacher_mux = read_stage_metrics(teacher_dir).get("mux")
+    if teacher_mux is not None and int(teacher_mux) != mux:
+        raise ModelError(f"--teacher {str(teacher_dir)!r} was trained with N = {teacher_mux}; this run has N = {mux}")
+
+
+def _run_stages(settings, chain, out_dir, *, device, teacher_dir, store, progress) -> list[dict]:
+    """Run (or reuse) every stage; returns one record per stage: name, key, dir, reused, metrics."""
+    from autoprumux.train.stage_io import read_stage_metrics
+
+    functions = stage_functions()
+    records: list[dict] = []
+    parent: Path | None = None
+    finetune_dir: Path | None = None
+    for stage in chain:
+        if teacher_dir is not None and stage.name == "warmup":
+            continue  # the teacher run already went through it
+        if teacher_dir is not None and stage.name == "finetune":
+            stage_dir, reused = Path(teacher_dir), True
+        else:
+            stage_dir, reused = _run_one(
+                functions[stage.name], settings, stage, parent, out_dir,
+                device=device, teacher_dir=finetune_dir, store=store, progress=progress,
+            )
+        if stage.name == "finetune":
+            finetune_dir = stage_dir
+        metrics = read_stage_metrics(stage_dir)
+        records.append({"name": stage.name, "key": stage.key, "dir": str(stage_dir), "reused": reused, "metrics": metrics})
+        parent = stage_dir
+    return records
+
+
+def _run_one(function, settings, stage: Stage, parent, out_dir, *, device, teacher_dir, store, progress):
+    from autoprumux.train.stage_io import STAGE_FILE
+
+    built = False
+
+    def build(target: Path) -> None:
+        nonlocal built
+        function(settings, stage, parent, Path(target), device=device, teacher_dir=teacher_dir, progress=progress)
+        built = True
+
+    if store is not None:
+        stage_dir = Path(store.run_once(stage.key, build))
+    else:
+        stage_dir = Path(out_dir) / "stages" / stage.key
+        if not (stage_dir / STAGE_FILE).is_file():
+            build(stage_dir)
+    return stage_dir, not built
+
+
+def _surviving_structure(model) -> dict:
+    config = model.config
+    return {
+        "hidden_size": config.encoder_hidden_size,
+        "heads": config.compact_heads or [config.num_attention_heads] * config.num_hidden_layers,
+        "intermediate": config.compact_intermediate or [config.intermediate_size] * config.num_hidden_layers,
+    }
+
+
+def _benchmark(model, settings: TrainingSettings, device) -> dict:
+    """Throughput columns from the standard harness, or {} while `autoprumux.bench` lacks it."""
+    try:
+        from autoprumux.bench import measure_throughput
+    except ImportError:  # TODO(bench): the harness is always present once autoprumux.bench lands
+        return {}
+    bench = settings.bench
+    result = measure_throughput(
+        model, batch_size=bench.batch_size, seq_len=bench.seq_len, warmup=bench.warmup,
+        repeats=bench.repeats, device=device, threads=bench.threads,
+    )
+    return result.to_metrics()
+
+
+def train_configuration(
+    settings: TrainingSettings,
+    mux: int,
+    sparsity: float,
+    out_dir: Path,
+    *,
+    device: str | None = None,
+    teacher_dir: Path | None = None,
+    store=None,
+    progress: bool = True,
+) -> dict:
+    """Train configuration (N = `mux`, s = `sparsity`) into `out_dir`; returns its metrics.
+
+    Stages go to `store.run_once(key, build)` when a store (the sweep's cache) is given, else to
+    `out_dir/stages/<key>/`, where an existing finished stage is reused. `teacher_dir` is an
+    existing s = 0 run of the same N that replaces the warm-up and fine-tune. Writes
+    `out_dir/model/` and `out_dir/metrics.json` (results-table columns, fractions not percent,
+    throughput in examples/s, duration in seconds excluding reused stages).
+    """
+    from autoprumux.models import load_model
+    from autoprumux.train.device import resolve_device
+    from autoprumux.train.stage_io import copy_model_dir, write_json_atomic
+
+    mux = validate_mux_width(mux, "mux")
+    sparsity = validate_sparsity(sparsity, "sparsity")
+    chain = stage_chain(settings, mux, sparsity)
+    missing = [s.name for s in chain if s.name not in stage_functions()]
+    if missing:
+        raise AutoprumuxError(
+            f"sparsity = {sparsity:g} needs the {', '.join(missing)} stage(s), which this version does not "
+            "provide yet; use sparsity 0"
+        )
+    if teacher_dir is not None:
+        _check_teacher(Path(teacher_dir), mux)
+    torch_device = resolve_device(device)
+    out_dir = Path(out_dir)
+    started_at, started = _now(), time.perf_counter()
+    records = _run_stages(
+        settings, chain, out_dir, device=torch_device, teacher_dir=teacher_dir, store=store, progress=progress
+    )
+    final = records[-1]
+    model_dir = copy_model_dir(Path(final["dir"]), out_dir)
+    model = load_model(model_dir)
+    measured_sparsity = 1.0 - model.prunable_parameter_count() / model.dense_prunable_parameter_count()
+    metrics = {
+        "task": settings.task,
+        "model": settings.model,
+        "mux": mux,
+        "sparsity_target": sparsity,
+        "sparsity": max(0.0, measured_sparsity),
+        "accuracy": final["metrics"].get("accuracy"),
+        "params": model.num_parameters(),
+        "device": torch_device.type,
+        "seed": settings.seed,
+        "status": "COMPLETE",
+        **_benchmark(model, settings, torch_device),
+        "duration_s": sum(r["metrics"].get("duration_s", 0.0) for r in records if not r["reused"]),
+        "wall_s": time.perf_counter() - started,
+        "started_at": started_at,
+        "finished_at": _now(),
+        "checkpoint": str(model_dir),
+        "code_version": code_version(),
+        "stages": [{k: v for k, v in r.items() if k != "metrics"} | {"metrics": _brief(r["metrics"])} for r in records],
+        "structure": _surviving_structure(model),
+        "settings": settings_to_dict(settings),
+    }
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _brief(stage_metrics: dict) -> dict:
+    """A stage's metrics without its bulky parts (the full history stays in its stage.json)."""
+    return {k: v for k, v in stage_metrics.items() if k not in ("settings", "history")}
+
+
+def settings_from_args(args) -> TrainingSettings:
+    """`TrainingSettings` from `autoprumux train` flags: the `--spec` file's (or the defaults), then flags.
+
+    Flags: --task, --model, --seed, --epochs (fine-tuning epochs), --train-examples (training
+    split size / cap), --data-path. Unknown tasks and models are reported here, before any work.
+    """
+    from autoprumux.spec import _check_task_and_model, load_spec
+
+    settings = load_spec(args.spec).training if getattr(args, "spec", None) else TrainingSettings()
+    top = {}
+    for flag, field in (("task", "task"), ("model", "model"), ("seed", "seed")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            top[field] = value
+    data = {}
+    if getattr(args, "train_examples", None) is not None:
+        data["train_size"] = args.train_examples
+    if getattr(args, "data_path", None) is not None:
+        data["path"] = args.data_path
+    finetune = {}
+    if getattr(args, "epochs", None) is not None:
+        if args.epochs < 0:
+            raise AutoprumuxError(f"--epochs = {args.epochs!r} is invalid; expected a number >= 0")
+        finetune["epochs"] = float(args.epochs)
+    settings = dataclasses.replace(
+        settings,
+        **top,
+        data=dataclasses.replace(settings.data, **data),
+        finetune=dataclasses.replace(settings.finetune, **finetune),
+    )
+    _check_task_and_model(settings)
+    return settings
