@@ -159,6 +159,9 @@ def run_trial(
         report(f"{label} skipped: trial {other.number} covers this point")
         return "SKIPPED"
     out_dir = spec.results_path / "trials" / f"{trial.number:04d}-N{mux}-s{sparsity:g}"
+    for stale in ("error", "traceback"):  # a retry starts with a copy of the failed trial's attributes
+        if trial.user_attrs.get(stale) is not None:
+            trial.set_user_attr(stale, None)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     trial.set_user_attr("run_dir", str(out_dir))
     report(f"{label} started")

@@ -1,0 +1,332 @@
+"""The sweep engine on tiny CPU specs: a grid completes once, resumes, survives a killed worker."""
+
+import importlib.util
+import multiprocessing
+import os
+import signal
+import time
+from collections import Counter
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+from _sweep_claimer import claim_all
+from optuna.trial import TrialState
+
+from autoprumux.cli import main
+from autoprumux.errors import SpecError, StorageError
+from autoprumux.spec import load_spec, spec_from_dict
+from autoprumux.sweep.engine import (
+    LocalWorker,
+    _local_worker_main,
+    format_status,
+    local_workers,
+    open_dashboard,
+    prepare_sweep,
+    run_sweep,
+    run_worker,
+    sweep_status,
+)
+from autoprumux.sweep.plan import plan_sweep
+from autoprumux.sweep.storage import open_storage
+from autoprumux.sweep.store import stage_counts
+from autoprumux.sweep.study import claim_next_trial, create_sweep_study, queue_missing_points
+from autoprumux.table import read_table
+
+needs_pruning = pytest.mark.skipif(
+    importlib.util.find_spec("autoprumux.train.prune_stage") is None,
+    reason="the pruning stages (autoprumux/train/prune_stage.py) are not there yet",
+)
+
+POINTS = {(1, 0.0), (2, 0.0), (1, 0.5), (2, 0.5)}  # the 2x2 grid; it contains the baseline (1, 0)
+
+TINY = """
+name = "{name}"
+task = "synthetic-sentiment"
+model = "tiny"
+results_dir = "{results}"
+
+[grid]
+mux = [1, 2]
+sparsity = [0.0, 0.5]
+
+[data]
+train_size = 200
+eval_size = 100
+max_seq_len = 16
+
+[warmup]
+epochs = 1
+batch_size = 16
+
+[finetune]
+epochs = 1
+batch_size = 16
+learning_rate = 1e-3
+
+[prune]
+epochs = 1
+batch_size = 16
+lagrangian_warmup_epochs = 0.5
+
+[post_finetune]
+epochs = 1
+batch_size = 16
+
+[bench]
+batch_size = 8
+seq_len = 16
+warmup = 1
+repeats = 2
+
+[workers]
+heartbeat_interval = 1
+grace_period = 2
+max_retries = 2
+"""
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def write_spec(tmp_path, name="t", extra=""):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(TINY.format(name=name, results=tmp_path / name) + extra)
+    return path
+
+
+def completed_points(study):
+    return Counter(
+        (t.params["mux"], t.params["sparsity"]) for t in study.get_trials(states=(TrialState.COMPLETE,))
+    )
+
+
+def load_study(spec):
+    return optuna.load_study(study_name=spec.name, storage=spec.storage_url)
+
+
+# ---------------------------------------------------------------------------------------------
+# claiming
+
+
+def test_concurrent_claims_on_sqlite_are_exactly_once(tmp_path):
+    spec = spec_from_dict({"name": "claims", "results_dir": str(tmp_path), "grid": {"mux": [1, 2, 3, 4], "sparsity": [0.0, 0.3, 0.5, 0.7, 0.9]}})
+    storage = open_storage(spec.storage_url, spec.workers, create=True)
+    study = create_sweep_study(spec, storage)
+    assert len(queue_missing_points(study, plan_sweep(spec))) == 20
+    assert queue_missing_points(study, plan_sweep(spec)) == []  # queued once, however often asked
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    processes = [context.Process(target=claim_all, args=(spec.storage_url, spec.name, queue)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    claimed = [n for _ in processes for n in queue.get(timeout=120)]
+    for process in processes:
+        process.join()
+    assert sorted(claimed) == list(range(20))  # every trial claimed, none twice
+
+
+# ---------------------------------------------------------------------------------------------
+# whole sweeps
+
+
+@needs_pruning
+def test_sweep_completes_resumes_and_never_reruns(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    from autoprumux.train.pipeline import train_configuration
+
+    def stop_at(point, exc):
+        def pipeline(settings, mux, sparsity, out_dir, **kwargs):
+            if (mux, sparsity) == point:
+                raise exc
+            return train_configuration(settings, mux, sparsity, out_dir, **kwargs)
+
+        return pipeline
+
+    # 1. Ctrl-C during (1, 0.5): the study stays consistent and the point is queued again.
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, pipeline=stop_at((1, 0.5), KeyboardInterrupt()))
+    study = load_study(spec)
+    assert completed_points(study) == Counter({(1, 0.0): 1, (2, 0.0): 1})
+    first_numbers = {t.number for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    table = pd.read_csv(spec.table_path)
+    assert set(table.status) == {"COMPLETE", "WAITING"}
+
+    # 2. Resume; (2, 0.5) fails with an error that the table keeps.
+    summary = run_sweep(spec, pipeline=stop_at((2, 0.5), RuntimeError("boom")))
+    assert (summary.status.done, summary.status.failed) == (3, 1)
+    table = pd.read_csv(spec.table_path)
+    failed = table[table.status == "FAIL"]
+    assert list(zip(failed.mux, failed.sparsity_target, strict=True)) == [(2, 0.5)]
+    assert "RuntimeError: boom" in failed.error.iloc[0]
+
+    # 3. Resume with the real pipeline: only the failed point runs.
+    summary = run_sweep(spec)
+    study = load_study(spec)
+    assert completed_points(study) == Counter(dict.fromkeys(POINTS, 1))
+    assert first_numbers <= {t.number for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    table = read_table(spec.table_path)
+    assert len(table) == 4 and set(zip(table.mux, table.sparsity_target, strict=True)) == POINTS
+    assert set(table.status) == {"COMPLETE"} and table.error.isna().all()
+    assert table.accuracy.between(0, 1).all() and (table.throughput > 0).all()
+    assert (table.sweep == "t").all() and (table.model == "tiny").all()
+    assert table.loc[table.sparsity_target == 0.5, "sparsity"].gt(0).all()
+    assert table.loc[table.mux == 1].family.tolist() == ["baseline", "prune-only"]
+
+    # Every stage was trained once; the shared ones were reused instead of retrained.
+    plan = plan_sweep(spec)
+    counts = stage_counts(spec.artifacts_path)
+    assert counts.builds_per_key == dict.fromkeys(plan.unique_stages, 1)
+    assert counts.reused == plan.stage_runs_without_reuse - len(plan.unique_stages)
+
+    # 4. Nothing left: running again queues and trains nothing.
+    summary = run_sweep(spec)
+    assert summary.queued == 0 and len(load_study(spec).trials) == len(study.trials)
+    assert stage_counts(spec.artifacts_path).built == counts.built
+    assert "done 4, running 0, waiting 0, failed 0" in format_status(sweep_status(spec))
+
+
+@needs_pruning
+def test_two_workers_complete_the_grid_without_duplicates(tmp_path):
+    spec = load_spec(write_spec(tmp_path, "two"))
+    summary = run_sweep(spec, workers=2)
+    assert summary.worker_exit_codes == (0, 0)
+    study = load_study(spec)
+    assert len(study.trials) == 4
+    assert completed_points(study) == Counter(dict.fromkeys(POINTS, 1))
+    workers = {t.user_attrs["worker"] for t in study.trials}
+    assert len(workers) == 2  # both took part
+    assert set(stage_counts(spec.artifacts_path).builds_per_key.values()) == {1}
+    assert len(read_table(spec.table_path)) == 4
+
+
+@needs_pruning
+def test_killed_worker_trial_is_retried_and_each_point_done_once(tmp_path):
+    spec = load_spec(write_spec(tmp_path, "kill"))
+    prepare_sweep(spec)
+    context = multiprocessing.get_context("spawn")
+    victim = context.Process(target=_local_worker_main, args=(spec, LocalWorker(0, "cpu", {}, 1), None))
+    victim.start()
+    locks = spec.artifacts_path / ".locks"
+    deadline = time.monotonic() + 120
+    while not (locks.is_dir() and any(locks.iterdir())):  # a stage is being trained
+        assert time.monotonic() < deadline and victim.is_alive()
+        time.sleep(0.02)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join()
+    study = load_study(spec)
+    (killed,) = study.get_trials(states=(TrialState.RUNNING,))
+
+    report = run_worker(spec)  # waits for the heartbeat to go stale, then runs the retry too
+    assert report.completed == 4
+    study = load_study(spec)
+    assert study.trials[killed.number].state == TrialState.FAIL
+    assert completed_points(study) == Counter(dict.fromkeys(POINTS, 1))
+    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    counts = stage_counts(spec.artifacts_path)
+    assert set(counts.builds_per_key.values()) == {1}
+    table = read_table(spec.table_path)
+    assert len(table) == 4 and set(table.status) == {"COMPLETE"}
+    row = table[(table.mux == killed.params["mux"]) & (table.sparsity_target == killed.params["sparsity"])]
+    assert row.retry_of.tolist() == [killed.number]
+
+
+# ---------------------------------------------------------------------------------------------
+# errors, status, dashboard, placement
+
+
+def test_malformed_spec_is_one_line_error(tmp_path, capsys):
+    bad = write_spec(tmp_path, "bad", extra="[grid]\nmux = [0]\n")
+    bad.write_text(bad.read_text().replace("[grid]\nmux = [1, 2]\nsparsity = [0.0, 0.5]\n", "", 1))
+    assert main(["sweep", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("autoprumux: error: grid.mux[0] = 0") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("postgresql://nobody:secret@127.0.0.1:1/x", "postgresql://nobody:***@127.0.0.1:1/x"),
+        ("sqlite:////dev/null/study.db", "sqlite:////dev/null/study.db"),
+        ("nonsense", "expected an Optuna storage URL"),
+    ],
+)
+def test_unreachable_storage_is_one_line_error(tmp_path, capsys, url, needle):
+    spec = write_spec(tmp_path)
+    assert main(["sweep", str(spec), "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("autoprumux: error:") and needle in err and err.count("\n") == 1
+    assert "secret" not in err
+
+
+def test_worker_needs_an_existing_sweep_with_the_same_settings(tmp_path, capsys):
+    spec_path = write_spec(tmp_path, "w")
+    spec = load_spec(spec_path)
+    assert main(["worker", str(spec_path), "--storage", spec.storage_url]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    prepare_sweep(spec)
+    assert main(["worker", str(spec_path), "--storage", spec.storage_url.replace("study.db", "other.db")]) == 2
+    other = spec_path.read_text().replace("[finetune]\nepochs = 1", "[finetune]\nepochs = 3")
+    spec_path.write_text(other)
+    with pytest.raises(SpecError, match=r"finetune.epochs: 1.0 in the study, 3.0 in the spec"):
+        run_worker(load_spec(spec_path))
+    with pytest.raises(SpecError, match="does not match sweep"):
+        run_sweep(load_spec(spec_path))
+
+
+def test_status_counts_points(tmp_path, capsys):
+    spec_path = write_spec(tmp_path, "s")
+    spec = load_spec(spec_path)
+    assert not sweep_status(spec).started
+    assert not (tmp_path / "s" / "study.db").exists()  # status never creates a sweep
+    study, storage, queued = prepare_sweep(spec)
+    assert len(queued) == 4
+    trial = claim_next_trial(study, storage)
+    study.tell(trial, [0.9, 100.0])
+    claim_next_trial(study, storage)
+    status = sweep_status(spec)
+    assert (status.points, status.done, status.running, status.waiting, status.failed) == (4, 1, 1, 2, 0)
+    assert main(["status", str(spec_path)]) == 0
+    out = capsys.readouterr().out
+    assert "done 1, running 1, waiting 2, failed 0" in out and str(spec.table_path) in out
+
+
+def test_dashboard_serves_the_sweep_storage(tmp_path, monkeypatch):
+    import optuna_dashboard
+
+    spec = load_spec(write_spec(tmp_path, "d"))
+    with pytest.raises(StorageError, match="does not exist"):
+        open_dashboard(spec)
+    prepare_sweep(spec)
+    calls, lines = [], []
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: calls.append((storage, kw)))
+    open_dashboard(spec, host="0.0.0.0", port=8123, report=lines.append)
+    ((storage, kwargs),) = calls
+    assert storage.url == spec.storage_url and kwargs == {"host": "0.0.0.0", "port": 8123}
+    assert "d" in optuna.study.get_all_study_names(storage)
+    assert "http://0.0.0.0:8123/" in lines[0]
+
+
+def test_local_worker_placement():
+    gpus = local_workers(3, None, gpus=2)
+    assert [w.env["CUDA_VISIBLE_DEVICES"] for w in gpus] == ["0", "1", "0"]
+    assert {w.device for w in gpus} == {"cuda"}
+    cpus = local_workers(2, "cpu", gpus=0)
+    cores = len(os.sched_getaffinity(0))
+    assert [w.threads for w in cpus] == [max(1, cores // 2)] * 2
+    assert cpus[0].env["OMP_NUM_THREADS"] == str(max(1, cores // 2))
+
+
+def test_every_shipped_spec_loads_and_plans():
+    specs = sorted((__import__("pathlib").Path(__file__).parents[1] / "sweeps").glob("*.toml"))
+    assert len(specs) >= 3
+    for path in specs:
+        spec = load_spec(path)
+        plan = plan_sweep(spec)
+        assert (1, 0.0) in {(t.mux, t.sparsity) for t in plan.trials}
+        assert len(plan.trials) == len(set(spec.grid.mux) | {1}) * len(set(spec.grid.sparsity) | {0.0})
