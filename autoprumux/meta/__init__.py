@@ -1,0 +1,62 @@
+"""Auto-PruMUX: performance models of a results table and the (N, s) recommender. No torch.
+
+Works on any results table with columns mux, sparsity, accuracy (fraction) and throughput
+(examples/s)::
+
+    from autoprumux.meta import load_results, load_or_fit_models, recommend
+    results = load_results("results/demo/trials.csv")
+    models, _ = load_or_fit_models(results)          # cached beside the table
+    print(recommend(results, "3%", models=models).to_dict())
+
+Names load lazily, so `from autoprumux.meta import parse_budget` does not import scikit-learn.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "autoprumux.meta.budget": ("parse_budget", "accuracy_floor", "format_budget"),
+    "autoprumux.meta.results": ("Results", "load_results", "results_from_frame", "default_table_path"),
+    "autoprumux.meta.models": ("SeparableModel", "PolynomialRidgeModel", "GaussianProcessModel"),
+    "autoprumux.meta.selection": (
+        "FittedModels",
+        "TargetModel",
+        "default_candidates",
+        "fit_performance_models",
+        "load_or_fit_models",
+        "load_saved_models",
+        "models_path",
+        "save_models",
+    ),
+    "autoprumux.meta.optimizer": (
+        "ConfigEstimate",
+        "Recommendation",
+        "candidate_configurations",
+        "recommend",
+    ),
+    "autoprumux.meta.suggest": ("Suggestion", "Suggestions", "suggest"),
+    "autoprumux.meta.evaluate": ("Evaluation", "evaluate"),
+    "autoprumux.meta.render": (
+        "format_fit",
+        "format_recommendation",
+        "format_suggestions",
+        "format_evaluation",
+    ),
+    "autoprumux.meta.synthetic": ("SyntheticSurface", "synthetic_table"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'autoprumux.meta' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

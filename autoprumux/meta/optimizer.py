@@ -1,0 +1,335 @@
+"""The constrained optimizer: the fastest (N, s) whose accuracy stays within the budget.
+
+Over the candidate configurations, maximise predicted throughput subject to the accuracy lower
+confidence bound (one-sided, at `confidence`) >= the floor; a measured configuration must also
+have met the floor when it was measured. Near-ties (within `near_tie` of the best predicted
+throughput) go to a measured configuration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+from autoprumux.errors import BudgetError, SpecError
+from autoprumux.meta.budget import accuracy_floor, parse_budget
+from autoprumux.meta.results import Results
+from autoprumux.meta.selection import FittedModels, fit_performance_models
+
+NEAR_TIE = 0.02
+SPARSITY_STEP = 0.01
+
+
+@dataclass(frozen=True)
+class ConfigEstimate:
+    """Predicted (and, when measured, measured) performance of one (N, s).
+
+    Accuracy is a fraction, throughput examples/s; `*_low`/`*_high` are the one-sided bounds at
+    the run's confidence; `speedup` is predicted throughput over the predicted N = 1, s = 0 one.
+    """
+
+    mux: int
+    sparsity: float
+    accuracy: float
+    accuracy_low: float
+    accuracy_high: float
+    throughput: float
+    throughput_low: float
+    throughput_high: float
+    speedup: float
+    measured: bool
+    measured_accuracy: float | None
+    measured_throughput: float | None
+
+    def to_dict(self) -> dict:
+        """The JSON object of one configuration (`measured_*` are null when not measured)."""
+        return {k: _json_value(v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What `recommend` returns; `to_dict()` is the `--json` output.
+
+    `reason` is set only when no configuration meets the budget (the recommendation is then the
+    baseline); `warnings` flag picks on the edge of, or outside, what was measured.
+    """
+
+    budget: float
+    relative: bool
+    confidence: float
+    baseline_accuracy: float
+    accuracy_floor: float
+    recommendation: ConfigEstimate
+    alternatives: tuple[ConfigEstimate, ...]
+    models: dict
+    reason: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def feasible(self) -> bool:
+        return self.reason is None
+
+    def to_dict(self) -> dict:
+        out = {
+            "budget": self.budget,
+            "relative": self.relative,
+            "confidence": self.confidence,
+            "baseline_accuracy": self.baseline_accuracy,
+            "accuracy_floor": self.accuracy_floor,
+            "recommendation": self.recommendation.to_dict(),
+            "alternatives": [a.to_dict() for a in self.alternatives],
+            "models": self.models,
+        }
+        if self.reason is not None:
+            out["reason"] = self.reason
+        out["warnings"] = list(self.warnings)
+        return out
+
+
+def _json_value(value):
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def check_confidence(confidence: float) -> float:
+    """A confidence level must be a probability in [0.5, 1); raises `BudgetError` otherwise."""
+    if not isinstance(confidence, (int, float)) or not 0.5 <= confidence < 1.0:
+        raise BudgetError(
+            f"confidence {confidence!r} is out of range; expected a probability in [0.5, 1) such as 0.9"
+        )
+    return float(confidence)
+
+
+def candidate_configurations(
+    results: Results,
+    mux_choices: Sequence[int] | None = None,
+    sparsity_choices: Sequence[float] | None = None,
+    sparsity_step: float = SPARSITY_STEP,
+) -> pd.DataFrame:
+    """The (N, s) candidates: by default the table's N values x s on [0, max measured s] in steps
+    of `sparsity_step`, plus every measured configuration of those N; `mux_choices` and
+    `sparsity_choices` restrict (or extend) either axis. Columns: mux, sparsity (grid identity),
+    feature_sparsity (model input), measured, measured_accuracy, measured_throughput."""
+    configs = results.configurations
+    mux_values = sorted({int(m) for m in configs["mux"]}) if mux_choices is None else _check_mux(mux_choices)
+    if sparsity_choices is not None:
+        grid = _check_sparsity(sparsity_choices)
+    else:
+        top = float(configs["feature_sparsity"].max())
+        grid = list(np.round(np.arange(0.0, top + 1e-9, sparsity_step), 6))
+    rows = []
+    for mux in mux_values:
+        measured = configs[configs["mux"] == mux]
+        for s in grid:
+            match = measured[np.isclose(measured["sparsity"], s, atol=1e-6)]
+            if not match.empty:
+                continue  # added below with its measured values
+            if sparsity_choices is None and (np.abs(measured["sparsity"] - s) < sparsity_step / 2).any():
+                continue  # a measured point is next to it
+            rows.append((mux, s, s, False, np.nan, np.nan))
+        keep = measured if sparsity_choices is None else measured[measured["sparsity"].isin(grid)]
+        rows.extend(
+            (mux, c.sparsity, c.feature_sparsity, True, c.accuracy, c.throughput) for c in keep.itertuples()
+        )
+    columns = ["mux", "sparsity", "feature_sparsity", "measured", "measured_accuracy", "measured_throughput"]
+    frame = pd.DataFrame(rows, columns=columns).sort_values(["mux", "sparsity"], ignore_index=True)
+    frame["measured"] = frame["measured"].astype(bool)
+    return frame
+
+
+def _check_mux(values: Sequence[int]) -> list[int]:
+    out = []
+    for value in values:
+        if isinstance(value, bool) or not float(value).is_integer() or value < 1:
+            raise SpecError(f"mux choice {value!r} is invalid; expected integers >= 1 such as 1,2,5,10")
+        out.append(int(value))
+    return sorted(set(out))
+
+
+def _check_sparsity(values: Sequence[float]) -> list[float]:
+    out = []
+    for value in values:
+        if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            raise SpecError(
+                f"sparsity choice {value!r} is invalid; expected fractions in [0, 1) such as 0,0.6,0.7"
+            )
+        out.append(round(float(value), 6))
+    return sorted(set(out))
+
+
+def score_candidates(
+    models: FittedModels, candidates: pd.DataFrame, floor: float, confidence: float
+) -> pd.DataFrame:
+    """`candidates` with predicted accuracy/throughput, their bounds, speedup and `feasible`."""
+    z = NormalDist().inv_cdf(confidence)
+    X = candidates[["mux", "feature_sparsity"]].to_numpy(dtype=float)
+    pred = models.predict(np.vstack([X, [[1.0, 0.0]]]))
+    acc, acc_std = pred["accuracy"][:-1], pred["accuracy_std"][:-1]
+    log_thr, log_thr_std = pred["log_throughput"][:-1], pred["log_throughput_std"][:-1]
+    scored = candidates.copy()
+    scored["accuracy"] = acc
+    scored["accuracy_std"] = acc_std
+    scored["accuracy_low"] = acc - z * acc_std
+    scored["accuracy_high"] = acc + z * acc_std
+    scored["throughput"] = np.exp(log_thr)
+    scored["throughput_low"] = np.exp(log_thr - z * log_thr_std)
+    scored["throughput_high"] = np.exp(log_thr + z * log_thr_std)
+    scored["log_throughput_std"] = log_thr_std
+    scored["speedup"] = np.exp(log_thr - pred["log_throughput"][-1])
+    measured_ok = ~scored["measured"] | (scored["measured_accuracy"] >= floor - 1e-12)
+    scored["feasible"] = (scored["accuracy_low"] >= floor - 1e-12) & measured_ok
+    return scored
+
+
+def choose(scored: pd.DataFrame, near_tie: float = NEAR_TIE):
+    """Index of the fastest feasible candidate (measured ones win near-ties), or None."""
+    feasible = scored[scored["feasible"]]
+    if feasible.empty:
+        return None
+    best = feasible["throughput"].max()
+    ties = feasible[feasible["measured"] & (feasible["throughput"] >= (1.0 - near_tie) * best)]
+    return (ties if not ties.empty else feasible)["throughput"].idxmax()
+
+
+def _alternatives(scored: pd.DataFrame, pick, count: int) -> list:
+    """Runners-up: the best feasible candidate of each other N, then the best measured ones."""
+    feasible = scored[scored["feasible"]].drop(index=pick)
+    other_mux = feasible[feasible["mux"] != scored.loc[pick, "mux"]]
+    per_mux = (
+        other_mux.loc[other_mux.groupby("mux")["throughput"].idxmax()] if not other_mux.empty else other_mux
+    )
+    picks = list(per_mux.sort_values("throughput", ascending=False).index)
+    measured = feasible[feasible["measured"]].sort_values("throughput", ascending=False)
+    picks += [i for i in measured.index if i not in picks]
+    return picks[:count]
+
+
+def _estimate(row) -> ConfigEstimate:
+    return ConfigEstimate(
+        mux=int(row["mux"]),
+        sparsity=float(row["sparsity"]),
+        accuracy=float(row["accuracy"]),
+        accuracy_low=float(row["accuracy_low"]),
+        accuracy_high=float(row["accuracy_high"]),
+        throughput=float(row["throughput"]),
+        throughput_low=float(row["throughput_low"]),
+        throughput_high=float(row["throughput_high"]),
+        speedup=float(row["speedup"]),
+        measured=bool(row["measured"]),
+        measured_accuracy=None if not row["measured"] else float(row["measured_accuracy"]),
+        measured_throughput=None if not row["measured"] else float(row["measured_throughput"]),
+    )
+
+
+def recommend(
+    results: Results,
+    budget: str | float,
+    *,
+    models: FittedModels | None = None,
+    confidence: float = 0.9,
+    relative: bool = False,
+    mux_choices: Sequence[int] | None = None,
+    sparsity_choices: Sequence[float] | None = None,
+    n_alternatives: int = 3,
+    near_tie: float = NEAR_TIE,
+) -> Recommendation:
+    """The fastest configuration whose accuracy lower bound meets `baseline - budget` (or
+    `baseline * (1 - budget)` when `relative`), with runners-up.
+
+    `budget` is a fraction or a string such as "3%"; `models` defaults to fitting them now. When
+    nothing is feasible, the recommendation is the baseline (N = 1, s = 0) and `reason` says why.
+    """
+    budget = parse_budget(budget)
+    confidence = check_confidence(confidence)
+    models = models or fit_performance_models(results)
+    floor = accuracy_floor(results.baseline_accuracy, budget, relative)
+    candidates = candidate_configurations(results, mux_choices, sparsity_choices)
+    baseline_row = candidate_configurations(results, [1], [0.0])
+    scored = score_candidates(
+        models, pd.concat([candidates, baseline_row], ignore_index=True), floor, confidence
+    )
+    baseline = _estimate(scored.iloc[-1])
+    scored = scored.iloc[:-1]
+    pick = choose(scored, near_tie)
+    common = dict(
+        budget=budget,
+        relative=relative,
+        confidence=confidence,
+        baseline_accuracy=results.baseline_accuracy,
+        accuracy_floor=floor,
+        models=models.summary(),
+    )
+    if pick is None:
+        best = scored.loc[scored["accuracy_low"].idxmax()]
+        reason = (
+            f"no candidate configuration meets the accuracy floor {floor:.4f} with {confidence:.0%} confidence "
+            f"(highest lower bound {best['accuracy_low']:.4f}, at N={int(best['mux'])}, s={best['sparsity']:.2f}); "
+            "keep the baseline or allow a larger budget"
+        )
+        return Recommendation(
+            recommendation=baseline,
+            alternatives=(),
+            reason=reason,
+            warnings=tuple(_table_warnings(results, models, budget)),
+            **common,
+        )
+    alternatives = tuple(_estimate(scored.loc[i]) for i in _alternatives(scored, pick, n_alternatives))
+    pick_row = scored.loc[pick]
+    warnings = _pick_warnings(results, pick_row) + _table_warnings(results, models, budget)
+    return Recommendation(
+        recommendation=_estimate(pick_row), alternatives=alternatives, warnings=tuple(warnings), **common
+    )
+
+
+def _pick_warnings(results: Results, pick) -> list[str]:
+    configs = results.configurations
+    mux, s = int(pick["mux"]), float(pick["feature_sparsity"])
+    out = []
+    if mux > configs["mux"].max() or s > configs["feature_sparsity"].max() + 1e-6:
+        out.append(
+            f"N={mux}, s={s:.2f} lies outside the measured range (N <= {configs['mux'].max()}, "
+            f"s <= {configs['feature_sparsity'].max():.2f}): the prediction is an extrapolation"
+        )
+    elif mux not in set(configs["mux"]):
+        out.append(f"N={mux} was never measured: its prediction is interpolated between other N")
+    else:
+        edges = []
+        if mux == configs["mux"].max() and mux > 1:
+            edges.append(f"N={mux} is the largest N measured")
+        if s >= configs["feature_sparsity"].max() - 1e-6 and s > 0:
+            edges.append(f"s={s:.2f} is the highest sparsity measured")
+        if edges:
+            out.append(
+                "the pick sits on the edge of what was measured (" + "; ".join(edges) + "): "
+                "measuring beyond it may find a faster configuration within budget"
+            )
+    if not pick["measured"]:
+        out.append(f"N={mux}, s={pick['sparsity']:.2f} was not measured: train it to confirm the prediction")
+    return out
+
+
+def _table_warnings(results: Results, models: FittedModels, budget: float) -> list[str]:
+    out = []
+    if len(results.configurations) < 6:
+        out.append(f"only {len(results.configurations)} configurations were measured: predictions are rough")
+    acc_error = models.summary()["accuracy"]["cv_error"]
+    if acc_error > 100.0 * budget > 0:
+        out.append(
+            f"the accuracy model's cross-validated error ({acc_error:.2f} points) exceeds the budget "
+            f"({100.0 * budget:.2g} points)"
+        )
+    if len(results.devices) > 1:
+        out.append(
+            f"throughputs were measured on different devices ({', '.join(results.devices)}): not comparable"
+        )
+    return out

@@ -1,0 +1,141 @@
+"""A results table as the performance models see it: finished rows, grid points and the baseline.
+
+A grid point (configuration) is identified by `(mux, sparsity_target)` when the table records a
+target, else by `(mux, sparsity)`; repeats (seeds) of one point are averaged. The models use the
+*measured* `sparsity` as their feature, the identity is only used to group rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from autoprumux.errors import TableError
+from autoprumux.table import MINIMAL_COLUMNS, finished_rows, read_table, validate_table
+
+DEFAULT_PATTERN = "results/*/trials.csv"
+
+
+@dataclass(frozen=True)
+class Results:
+    """Finished rows of one results table plus what the optimizer needs from it.
+
+    `rows` keeps the table's columns and adds `config_sparsity` (the grid identity of each row).
+    `configurations` has one row per grid point: mux, sparsity (identity), feature_sparsity (mean
+    measured sparsity), accuracy (fraction), throughput (examples/s) and repeats.
+    """
+
+    rows: pd.DataFrame
+    configurations: pd.DataFrame
+    baseline_accuracy: float
+    baseline_throughput: float | None
+    source: str
+    baseline_from: str  # "table" or "override"
+
+    @property
+    def features(self) -> np.ndarray:
+        """Model inputs of every row: columns [mux, measured sparsity]."""
+        return self.rows[["mux", "sparsity"]].to_numpy(dtype=float)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the modelled values, so saved models can be matched to their table."""
+        data = self.rows[["mux", "sparsity", "config_sparsity", "accuracy", "throughput"]]
+        return hashlib.sha256(data.to_numpy(dtype=float).round(12).tobytes()).hexdigest()[:16]
+
+    @property
+    def devices(self) -> list[str]:
+        """Distinct `device`/`hardware` values of the rows (throughputs are comparable only within one)."""
+        cols = [c for c in ("device", "hardware") if c in self.rows.columns]
+        if not cols:
+            return []
+        keys = self.rows[cols].astype("string").fillna("").agg(" / ".join, axis=1)
+        return sorted(set(keys))
+
+
+def default_table_path(root: str | os.PathLike = ".") -> Path:
+    """The newest `results/*/trials.csv` under `root` (by modification time)."""
+    candidates = sorted(Path(root).glob(DEFAULT_PATTERN), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise TableError(
+            f"no results table given and none found at {DEFAULT_PATTERN} under {str(Path(root).resolve())!r}; "
+            "pass --results TABLE (a CSV with columns mux, sparsity, accuracy, throughput)"
+        )
+    return candidates[-1]
+
+
+def load_results(path: str | os.PathLike | None = None, baseline_accuracy: float | None = None) -> Results:
+    """Read a results table (default: `default_table_path()`) into `Results`.
+
+    `baseline_accuracy` (a fraction) overrides or supplies the N = 1, s = 0 accuracy. Raises
+    `TableError` for a missing or malformed table, no finished rows, fewer than two distinct
+    configurations, or no baseline.
+    """
+    path = Path(path) if path is not None else default_table_path()
+    frame = read_table(path, required=MINIMAL_COLUMNS)
+    return results_from_frame(frame, source=str(path), baseline_accuracy=baseline_accuracy)
+
+
+def results_from_frame(
+    frame: pd.DataFrame, source: str = "results table", baseline_accuracy: float | None = None
+) -> Results:
+    """Like `load_results` for a table already in memory."""
+    frame = validate_table(frame, required=MINIMAL_COLUMNS, source=source)
+    rows = finished_rows(frame).copy()
+    if rows.empty:
+        raise TableError(f"{source}: no finished rows (status COMPLETE) to model")
+    rows["mux"] = rows["mux"].astype(float)
+    identity = rows["sparsity_target"] if "sparsity_target" in rows.columns else rows["sparsity"]
+    rows["config_sparsity"] = identity.fillna(rows["sparsity"]).astype(float).round(6)
+    rows = rows.reset_index(drop=True)
+    configurations = _group_configurations(rows)
+    if len(configurations) < 2:
+        raise TableError(
+            f"{source}: only {len(configurations)} distinct (mux, sparsity) configuration; "
+            "at least 2 are needed to fit the performance models"
+        )
+    base = configurations[(configurations["mux"] == 1) & (configurations["sparsity"] == 0)]
+    if baseline_accuracy is not None:
+        if not 0.0 < baseline_accuracy <= 1.0:
+            raise TableError(f"baseline accuracy {baseline_accuracy!r} must be a fraction in (0, 1]")
+        accuracy, baseline_from = float(baseline_accuracy), "override"
+    elif base.empty:
+        raise TableError(
+            f"{source}: no baseline row (mux = 1, sparsity = 0) among the finished rows; "
+            "add one or pass --baseline-accuracy 0.91"
+        )
+    else:
+        accuracy, baseline_from = float(base["accuracy"].iloc[0]), "table"
+    throughput = None if base.empty else float(base["throughput"].iloc[0])
+    return Results(rows, configurations, accuracy, throughput, source, baseline_from)
+
+
+def _group_configurations(rows: pd.DataFrame) -> pd.DataFrame:
+    grouped = rows.groupby(["mux", "config_sparsity"], sort=True)
+    configurations = grouped.agg(
+        feature_sparsity=("sparsity", "mean"),
+        accuracy=("accuracy", "mean"),
+        throughput=("throughput", "mean"),
+        repeats=("accuracy", "size"),
+    ).reset_index()
+    configurations = configurations.rename(columns={"config_sparsity": "sparsity"})
+    configurations["mux"] = configurations["mux"].astype(int)
+    return configurations
+
+
+def subset_results(results: Results, keep: pd.Series | np.ndarray) -> Results:
+    """The same table restricted to the rows where `keep` is true (baseline kept as it was)."""
+    rows = results.rows[np.asarray(keep, dtype=bool)].reset_index(drop=True)
+    return Results(
+        rows,
+        _group_configurations(rows),
+        results.baseline_accuracy,
+        results.baseline_throughput,
+        results.source,
+        results.baseline_from,
+    )

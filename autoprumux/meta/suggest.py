@@ -1,0 +1,183 @@
+"""Which configurations to train next: constrained expected improvement over the candidates.
+
+A candidate's score is the expected gain in throughput over the best configuration measured to
+meet the floor (log-normal predictive throughput), times the probability that its accuracy meets
+the floor. After each pick, the models are refitted with the pick's predicted values as if it had
+been measured ("kriging believer"), and picks keep a minimum sparsity distance within one N, so
+the K suggestions spread out instead of piling up at one spot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+from autoprumux.meta.budget import accuracy_floor, parse_budget
+from autoprumux.meta.optimizer import candidate_configurations, check_confidence, score_candidates
+from autoprumux.meta.results import Results
+from autoprumux.meta.selection import FittedModels, fit_performance_models
+
+SUGGEST_STEP = 0.05
+MIN_SPACING = 0.1
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One configuration worth training: `expected_gain` in examples/s (already weighted by
+    `probability_feasible`), predictions as in `ConfigEstimate`, and a one-line reason."""
+
+    mux: int
+    sparsity: float
+    expected_gain: float
+    probability_feasible: float
+    accuracy: float
+    accuracy_std: float
+    throughput: float
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    """What `suggest` returns: the floor, the incumbent (best measured configuration within the
+    floor: mux, sparsity, throughput) and the suggestions, best first."""
+
+    budget: float
+    relative: bool
+    confidence: float
+    baseline_accuracy: float
+    accuracy_floor: float
+    incumbent: dict
+    suggestions: tuple[Suggestion, ...]
+    models: dict
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["suggestions"] = [s.to_dict() for s in self.suggestions]
+        return out
+
+
+def constrained_expected_improvement(scored: pd.DataFrame, floor: float, incumbent: float) -> np.ndarray:
+    """E[max(T - incumbent, 0)] * P(accuracy >= floor) per row, T log-normal (examples/s)."""
+    mu, sigma = np.log(scored["throughput"].to_numpy()), scored["log_throughput_std"].to_numpy()
+    normal = NormalDist()
+    cdf = np.vectorize(normal.cdf)
+    safe = np.maximum(sigma, 1e-12)
+    d2 = (mu - math.log(incumbent)) / safe
+    gain = np.exp(mu + sigma**2 / 2) * cdf(d2 + sigma) - incumbent * cdf(d2)
+    gain = np.where(sigma > 1e-12, gain, np.maximum(np.exp(mu) - incumbent, 0.0))
+    acc_sd = np.maximum(scored["accuracy_std"].to_numpy(), 1e-12)
+    p_feasible = cdf((scored["accuracy"].to_numpy() - floor) / acc_sd)
+    return np.maximum(gain, 0.0) * p_feasible, p_feasible
+
+
+def suggest(
+    results: Results,
+    budget: str | float,
+    *,
+    n: int = 3,
+    models: FittedModels | None = None,
+    confidence: float = 0.9,
+    relative: bool = False,
+    mux_choices: Sequence[int] | None = None,
+    sparsity_choices: Sequence[float] | None = None,
+    sparsity_step: float = SUGGEST_STEP,
+) -> Suggestions:
+    """The `n` unmeasured configurations whose measurement would most likely raise the best
+    throughput within the budget. Candidates: the table's N (or `mux_choices`) x sparsities in
+    steps of `sparsity_step` up to one step past the highest measured one (or `sparsity_choices`).
+    """
+    budget = parse_budget(budget)
+    confidence = check_confidence(confidence)
+    models = models or fit_performance_models(results)
+    floor = accuracy_floor(results.baseline_accuracy, budget, relative)
+    configs = results.configurations
+    if sparsity_choices is None:
+        top = min(float(configs["feature_sparsity"].max()) + sparsity_step, 0.99)
+        sparsity_choices = list(np.round(np.arange(0.0, top + 1e-9, sparsity_step), 6))
+    candidates = candidate_configurations(results, mux_choices, sparsity_choices)
+    candidates = candidates[~candidates["measured"]].reset_index(drop=True)
+    good = configs[configs["accuracy"] >= floor]
+    if good.empty:
+        incumbent = {"mux": 1, "sparsity": 0.0, "throughput": float(results.baseline_throughput or 1e-9)}
+    else:
+        best = good.loc[good["throughput"].idxmax()]
+        incumbent = {
+            "mux": int(best["mux"]),
+            "sparsity": float(best["sparsity"]),
+            "throughput": float(best["throughput"]),
+        }
+    picks = _greedy_picks(models, candidates, floor, confidence, incumbent["throughput"], n, results)
+    return Suggestions(
+        budget=budget,
+        relative=relative,
+        confidence=confidence,
+        baseline_accuracy=results.baseline_accuracy,
+        accuracy_floor=floor,
+        incumbent=incumbent,
+        suggestions=tuple(picks),
+        models=models.summary(),
+    )
+
+
+def _greedy_picks(
+    models: FittedModels, candidates, floor, confidence, incumbent, n, results
+) -> list[Suggestion]:
+    picks: list[Suggestion] = []
+    X, y_acc, y_thr = models.X, models.y["accuracy"], models.y["throughput"]
+    remaining = candidates
+    while len(picks) < n and not remaining.empty:
+        scored = score_candidates(models, remaining, floor, confidence)
+        score, p_feasible = constrained_expected_improvement(scored, floor, incumbent)
+        i = int(np.argmax(score))
+        row = scored.iloc[i]
+        picks.append(_suggestion(row, score[i], p_feasible[i], incumbent, results))
+        # pretend it was measured at its prediction, refit, and keep later picks apart from it
+        X = np.vstack([X, [[row["mux"], row["feature_sparsity"]]]])
+        y_acc = np.append(y_acc, row["accuracy"])
+        y_thr = np.append(y_thr, math.log(row["throughput"]))
+        models = replace(
+            models, accuracy=models.accuracy.refit(X, y_acc), throughput=models.throughput.refit(X, y_thr)
+        )
+        near = (remaining["mux"] == row["mux"]) & (
+            (remaining["sparsity"] - row["sparsity"]).abs() < MIN_SPACING - 1e-9
+        )
+        remaining = remaining[~near]
+    return picks
+
+
+def _suggestion(row, score, p_feasible, incumbent, results: Results) -> Suggestion:
+    mux, s = int(row["mux"]), float(row["sparsity"])
+    configs = results.configurations
+    ratio = row["throughput"] / incumbent
+    where = (
+        "beyond the measured range"
+        if mux > configs["mux"].max() or s > configs["feature_sparsity"].max() + 1e-6
+        else "an N never measured"
+        if mux not in set(configs["mux"])
+        else "between measured points"
+    )
+    reason = (
+        f"{where}: predicted {row['throughput']:.0f} examples/s ({ratio:.2f}x the best measured within budget) "
+        f"at accuracy {row['accuracy']:.4f} ± {row['accuracy_std']:.4f}; P(within budget) {p_feasible:.0%}; "
+        f"expected gain {score:.0f} examples/s"
+    )
+    if score <= 1e-9 * incumbent:
+        reason += " (unlikely to beat what was measured)"
+    return Suggestion(
+        mux=mux,
+        sparsity=s,
+        expected_gain=float(score),
+        probability_feasible=float(p_feasible),
+        accuracy=float(row["accuracy"]),
+        accuracy_std=float(row["accuracy_std"]),
+        throughput=float(row["throughput"]),
+        reason=reason,
+    )
