@@ -13,6 +13,7 @@ import pytest
 
 from autoprumux.cli import main
 from autoprumux.errors import BudgetError, TableError
+from autoprumux.meta.optimizer import recommend
 from autoprumux.meta.results import results_from_frame
 from autoprumux.meta.selection import load_or_fit_models
 from autoprumux.meta.synthetic import synthetic_table
@@ -101,7 +102,7 @@ def test_family_of():
 
 
 def test_pareto_info_gives_each_family_its_frontier(hand_made):
-    info = pareto_info(hand_made, baseline_accuracy=0.90)
+    info = pareto_info(results_from_frame(hand_made))
     assert len(info.points) == len(HAND_MADE)
     fronts = {family: [(p.mux, p.sparsity) for p in front] for family, front in info.fronts.items()}
     assert fronts == {
@@ -115,11 +116,29 @@ def test_pareto_info_gives_each_family_its_frontier(hand_made):
 
 def test_pareto_info_from_a_results_table_averages_repeats(hand_made):
     repeated = pd.concat([hand_made, hand_made.assign(accuracy=hand_made["accuracy"] - 0.02)], ignore_index=True)
-    results = results_from_frame(repeated)
-    info = pareto_info(results.configurations, results.baseline_accuracy)
+    info = pareto_info(results_from_frame(repeated))
     baseline = [p for p in info.points if p.family == "baseline"]
     assert len(info.points) == len(HAND_MADE)
     assert baseline[0].accuracy == pytest.approx(0.89)
+
+
+def test_pareto_info_shows_the_recommendation_and_floor(fitted):
+    models, results = fitted
+    rec = recommend(results, "3%", models=models).to_dict()
+    info = pareto_info(results, rec)
+    assert info.accuracy_floor == pytest.approx(results.baseline_accuracy - 0.03)
+    assert "3%" in info.budget_label
+    assert (info.highlight.mux, info.highlight.sparsity) == (rec["recommendation"]["mux"],
+                                                            rec["recommendation"]["sparsity"])
+    assert info.highlight.reason is None and info.highlight.accuracy_low >= info.accuracy_floor
+    assert info.context == "task: synthetic · model: synthetic · hardware: cpu: test machine"
+
+
+def test_pareto_info_when_nothing_meets_the_budget(fitted):
+    models, results = fitted
+    rec = recommend(results, 0.0, models=models, confidence=0.99).to_dict()
+    info = pareto_info(results, rec)
+    assert info.highlight.reason and (info.highlight.mux, info.highlight.sparsity) == (1, 0.0)
 
 
 def test_describe_table_uses_the_columns_that_exist(hand_made):
@@ -173,8 +192,9 @@ def _assert_images(paths):
             assert b"<svg" in data[:2000]
 
 
-def test_renderer_writes_png_and_svg(tmp_path, hand_made):
-    figure = plot_pareto(pareto_info(hand_made, 0.9, accuracy_floor=0.87, budget_label="floor"))
+def test_renderer_writes_png_and_svg(tmp_path, fitted):
+    models, results = fitted
+    figure = plot_pareto(pareto_info(results, recommend(results, "2%", models=models).to_dict()))
     paths = save_figure(figure, tmp_path, "pareto")
     assert [p.name for p in paths] == ["pareto.png", "pareto.svg"]
     _assert_images(paths)

@@ -78,29 +78,26 @@ def plot_results(
     `TableError` / `BudgetError` for a missing or malformed table or budget.
     """
     from autoprumux.meta.budget import parse_budget
+    from autoprumux.meta.optimizer import check_confidence, recommend
     from autoprumux.meta.results import load_results
     from autoprumux.meta.selection import load_or_fit_models
 
     budget_fraction = parse_budget(budget) if budget is not None else None
+    confidence = check_confidence(confidence)
     loaded = load_results(results)
     models, _ = load_or_fit_models(loaded, save=False)
-    context = describe_table(loaded.rows)
-    floor, label, highlight = None, None, None
+    recommendation = None
     if budget_fraction is not None:
-        floor, label, highlight = _budget_overlay(loaded, models, budget_fraction, relative, confidence)
+        recommendation = recommend(
+            loaded, budget_fraction, models=models, confidence=confidence, relative=relative
+        ).to_dict()
     figures = {
-        "pareto": plot_pareto(pareto_info(loaded.configurations, loaded.baseline_accuracy, floor, label, highlight,
-                                          context)),
-        "fitted": plot_fitted(fitted_info(models, loaded, confidence=confidence, context=context)),
-        "cross_validation": plot_cross_validation(cross_validation_info(models, loaded, context=context)),
+        "pareto": plot_pareto(pareto_info(loaded, recommendation)),
+        "fitted": plot_fitted(fitted_info(
+            models, loaded, confidence=confidence,
+            accuracy_floor=recommendation["accuracy_floor"] if recommendation else None,
+        )),
+        "cross_validation": plot_cross_validation(cross_validation_info(models, loaded)),
     }
     out = Path(out_dir)
     return [path for stem, figure in figures.items() for path in save_figure(figure, out, stem, formats)]
-
-
-def _budget_overlay(results, models, budget: float, relative: bool, confidence: float):
-    from autoprumux.meta.budget import accuracy_floor, format_budget
-
-    floor = accuracy_floor(results.baseline_accuracy, budget, relative)
-    label = f"accuracy floor: baseline − {format_budget(budget, relative)}"
-    return floor, label, None

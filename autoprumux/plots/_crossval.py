@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from autoprumux.plots._style import mux_colors, title_with_context
+from autoprumux.plots._style import describe_table, mux_colors, title_with_context
 
 
 class CrossValidationPanel(NamedTuple):
@@ -36,12 +36,13 @@ class CrossValidationInfo(NamedTuple):
     context: str
 
 
-def cross_validation_info(models, results, context: str = "") -> CrossValidationInfo:
+def cross_validation_info(models, results) -> CrossValidationInfo:
     """Out-of-fold predictions of the chosen model of each target of `models` (`autoprumux.meta`
-    FittedModels), each configuration of `results` predicted by a model fitted without it."""
-    from autoprumux.meta.selection import configuration_groups, out_of_fold_predictions
+    FittedModels), each configuration of `results` predicted by a model fitted without it (the
+    same folds `autoprumux fit` scores the models on)."""
+    from autoprumux.meta.selection import configuration_folds, out_of_fold_predictions
 
-    groups = configuration_groups(results)
+    groups = configuration_folds(results)
     mux = results.rows["mux"].to_numpy(dtype=int)
     panels = []
     for target in ("accuracy", "throughput"):
@@ -52,7 +53,7 @@ def cross_validation_info(models, results, context: str = "") -> CrossValidation
             y, oof = np.exp(y), np.exp(oof)
         row = models.cv[(models.cv["target"] == target) & (models.cv["model"] == chosen.name)].iloc[0]
         panels.append(CrossValidationPanel(target, chosen.name, mux, y, oof, float(row["error"]), str(row["unit"])))
-    return CrossValidationInfo(tuple(panels), context)
+    return CrossValidationInfo(tuple(panels), describe_table(results.rows))
 
 
 def plot_cross_validation(info: CrossValidationInfo, axes: tuple[Axes, ...] | None = None) -> Figure:

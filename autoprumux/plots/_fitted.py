@@ -9,16 +9,16 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from scipy.stats import norm
 
-from autoprumux.plots._style import ACCURACY_LABEL, mux_colors, percent, title_with_context
+from autoprumux.plots._style import ACCURACY_LABEL, describe_table, mux_colors, percent, title_with_context
 
 
 class FittedCurve(NamedTuple):
     """Predictions along s for one N: accuracy as fractions, throughput in examples/s, each with
-    the lower and upper ends of the central `confidence` interval."""
+    its one-sided lower and upper `confidence` bounds."""
 
     mux: int
     sparsity: np.ndarray
@@ -42,26 +42,28 @@ class FittedInfo(NamedTuple):
     confidence: float
     accuracy_model: str
     throughput_model: str
+    accuracy_floor: float | None
     context: str
 
 
-def fitted_info(models, results, confidence: float = 0.9, points: int = 80, context: str = "") -> FittedInfo:
+def fitted_info(
+    models, results, confidence: float = 0.9, points: int = 80, accuracy_floor: float | None = None
+) -> FittedInfo:
     """Evaluate the fitted `models` (`autoprumux.meta` FittedModels) of `results` along s in
-    [0, largest measured sparsity] for every N in the table, with central `confidence` intervals
-    (mean ± z·std; throughput is modelled on a log scale, so its interval is multiplicative)."""
+    [0, largest measured sparsity] for every N in the table. The band runs between the one-sided
+    `confidence` bounds `autoprumux recommend` uses (its `accuracy_low` is the band's lower edge);
+    throughput is modelled on a log scale, so its band is multiplicative. `accuracy_floor`
+    (fraction), when given, is drawn as a line on the accuracy panel."""
+    from autoprumux.meta.optimizer import score_candidates
+
     rows = results.rows
-    mux_values = sorted(int(n) for n in rows["mux"].unique())
     grid = np.linspace(0.0, float(rows["sparsity"].max()), points)
-    z = float(norm.ppf(0.5 + confidence / 2.0))
     curves = []
-    for mux in mux_values:
-        pred = models.predict(np.column_stack([np.full(points, float(mux)), grid]))
-        acc, acc_std = pred["accuracy"], pred["accuracy_std"]
-        log_thr, log_thr_std = pred["log_throughput"], pred["log_throughput_std"]
-        curves.append(FittedCurve(
-            mux, grid, acc, acc - z * acc_std, acc + z * acc_std,
-            np.exp(log_thr), np.exp(log_thr - z * log_thr_std), np.exp(log_thr + z * log_thr_std),
-        ))
+    for mux in sorted(int(n) for n in rows["mux"].unique()):
+        candidates = pd.DataFrame({"mux": mux, "sparsity": grid, "feature_sparsity": grid, "measured": False,
+                                   "measured_accuracy": np.nan, "measured_throughput": np.nan})
+        scored = score_candidates(models, candidates, floor=0.0, confidence=confidence)
+        curves.append(FittedCurve(mux, grid, *(scored[name].to_numpy(dtype=float) for name in FittedCurve._fields[2:])))
     return FittedInfo(
         tuple(curves),
         rows["mux"].to_numpy(dtype=int),
@@ -71,7 +73,8 @@ def fitted_info(models, results, confidence: float = 0.9, points: int = 80, cont
         float(confidence),
         models.accuracy.name,
         models.throughput.name,
-        context,
+        accuracy_floor,
+        describe_table(rows),
     )
 
 
@@ -82,7 +85,7 @@ def plot_fitted(info: FittedInfo, axes: tuple[Axes, Axes] | None = None) -> Figu
         axes = tuple(figure.subplots(1, 2))
     figure = axes[0].figure
     colors = mux_colors(c.mux for c in info.curves)
-    band = f"{info.confidence:.0%} interval"
+    band = f"one-sided {info.confidence:.0%} bounds"
     panels = (
         (axes[0], "accuracy", percent(1.0), f"accuracy ({info.accuracy_model} model)"),
         (axes[1], "throughput", 1.0, f"throughput ({info.throughput_model} model)"),
@@ -102,6 +105,9 @@ def plot_fitted(info: FittedInfo, axes: tuple[Axes, Axes] | None = None) -> Figu
         ax.set_xlabel("sparsity s (fraction of prunable encoder weights removed)")
         ax.set_title(f"{title}, band = {band}", fontsize="medium")
         ax.grid(True, alpha=0.3)
+    if info.accuracy_floor is not None:
+        axes[0].axhline(percent(info.accuracy_floor), color="tab:red", linestyle="--", linewidth=1.2,
+                        label="accuracy floor")
     axes[0].set_ylabel(ACCURACY_LABEL)
     axes[1].set_yscale("log")
     axes[1].set_ylabel("throughput (examples/s, log scale)")

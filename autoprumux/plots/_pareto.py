@@ -18,6 +18,7 @@ from autoprumux.plots._style import (
     FAMILIES,
     FRONTIER_STYLES,
     THROUGHPUT_LABEL,
+    describe_table,
     family_of,
     mux_colors,
     percent,
@@ -70,6 +71,7 @@ class ParetoInfo(NamedTuple):
     accuracy_floor: float | None
     budget_label: str | None
     highlight: Highlight | None
+    confidence: float | None
     context: str
 
 
@@ -104,30 +106,32 @@ def measured_points(configurations) -> tuple[MeasuredPoint, ...]:
 def highlight_from_dict(recommendation: Mapping[str, object], reason: str | None = None) -> Highlight:
     """A `Highlight` from the `recommendation` object of `autoprumux recommend --json`."""
     fields = {name: recommendation.get(name) for name in Highlight._fields if name != "reason"}
-    return Highlight(**fields, reason=reason)
+    return Highlight(**fields, reason=reason or recommendation.get("reason"))
 
 
-def pareto_info(
-    configurations,
-    baseline_accuracy: float,
-    accuracy_floor: float | None = None,
-    budget_label: str | None = None,
-    highlight: Highlight | None = None,
-    context: str = "",
-) -> ParetoInfo:
-    """The data of the accuracy-vs-throughput plot.
+def pareto_info(results, recommendation: Mapping[str, object] | None = None) -> ParetoInfo:
+    """The data of the accuracy-vs-throughput plot of `results` (`autoprumux.meta` Results).
 
-    `configurations` has one row per measured configuration with columns mux, sparsity (fraction),
-    accuracy (fraction) and throughput (examples/s), as `autoprumux.meta` groups a results table.
-    `accuracy_floor` (fraction) and `highlight` come from a recommendation under a budget.
+    One point per measured configuration (repeats averaged). `recommendation` is the JSON object
+    of `autoprumux recommend` (`Recommendation.to_dict()`); with it the plot shows the budget's
+    accuracy floor and highlights the recommended configuration.
     """
-    points = measured_points(configurations)
+    points = measured_points(results.configurations)
     fronts = {}
     for family in FAMILIES:
         members = [p for p in points if p.family == family]
         if members:
             fronts[family] = pareto_front(members)
-    return ParetoInfo(points, fronts, float(baseline_accuracy), accuracy_floor, budget_label, highlight, context)
+    floor = label = highlight = confidence = None
+    if recommendation is not None:
+        from autoprumux.meta.budget import format_budget
+
+        floor = float(recommendation["accuracy_floor"])
+        label = f"accuracy floor: baseline − {format_budget(recommendation['budget'], recommendation['relative'])}"
+        highlight = highlight_from_dict(recommendation["recommendation"], recommendation.get("reason"))
+        confidence = float(recommendation["confidence"])
+    return ParetoInfo(points, fronts, float(results.baseline_accuracy), floor, label, highlight, confidence,
+                      describe_table(results.rows))
 
 
 def plot_pareto(info: ParetoInfo, ax: Axes | None = None) -> Figure:
@@ -176,6 +180,8 @@ def _draw_budget(ax: Axes, info: ParetoInfo) -> None:
         fmt="D", markersize=9, markerfacecolor="none", markeredgecolor="tab:red", markeredgewidth=1.8,
         ecolor="tab:red", elinewidth=1.2, capsize=3, zorder=4,
     )
+    ax.annotate(f"N = {highlight.mux}, s = {highlight.sparsity:.2f}", (x, y), xytext=(12, 10),
+                textcoords="offset points", color="tab:red", fontsize="small", fontweight="bold")
     if highlight.measured and highlight.measured_throughput is not None:
         ax.scatter(
             highlight.measured_throughput, percent(highlight.measured_accuracy), s=320, facecolors="none",
@@ -199,7 +205,7 @@ def _legends(ax: Axes, info: ParetoInfo, colors: Mapping[int, object]) -> None:
         family_handles.append(Line2D([], [], color="tab:red", linestyle="--", label=info.budget_label or "accuracy floor"))
     if info.highlight is not None:
         h = info.highlight
-        label = f"recommended: N = {h.mux}, s = {h.sparsity:.2f} (predicted, interval)"
+        label = f"recommended: N = {h.mux}, s = {h.sparsity:.2f}\n(predicted, one-sided {info.confidence:.0%} bounds)"
         if h.reason:
             label = f"nothing meets the budget: baseline (N = {h.mux}, s = {h.sparsity:.2f})"
         family_handles.append(Line2D(
