@@ -162,9 +162,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
+    from autoprumux.meta import default_table_path
     from autoprumux.plots import plot_results
 
-    for path in plot_results(args.results, Path(args.out), budget=args.budget):
+    table = args.results or default_table_path()
+    paths = plot_results(table, Path(args.out), budget=args.budget)
+    if not args.results:
+        print(f"no --results given: using the newest table {table}")
+    for path in paths:
         print(path)
     return 0
 

@@ -3,6 +3,7 @@ bad input is a one-line error, and `autoprumux.plots` stays torch-free."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from autoprumux.cli import main
 from autoprumux.errors import BudgetError, TableError
 from autoprumux.meta.optimizer import recommend
 from autoprumux.meta.results import results_from_frame
-from autoprumux.meta.selection import load_or_fit_models
+from autoprumux.meta.selection import MODELS_FILENAME, load_or_fit_models
 from autoprumux.meta.synthetic import synthetic_table
 from autoprumux.plots import (
     MeasuredPoint,
@@ -201,6 +202,16 @@ def test_renderer_writes_png_and_svg(tmp_path, fitted):
     assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind
 
 
+def test_plot_results_on_a_table_with_only_the_minimal_columns(tmp_path, table_path):
+    path = tmp_path / "minimal.csv"
+    pd.read_csv(table_path)[["mux", "sparsity", "accuracy", "throughput"]].to_csv(path, index=False)
+    # Same modelled values, so the models saved beside the full table fit this one too.
+    (tmp_path / MODELS_FILENAME).write_bytes((table_path.parent / MODELS_FILENAME).read_bytes())
+    paths = plot_results(path, tmp_path / "plots", budget=0.05, formats=("png",))
+    assert [p.name for p in paths] == ["pareto.png", "fitted.png", "cross_validation.png"]
+    _assert_images(paths)
+
+
 def test_plot_results_bad_input_raises_meta_errors(tmp_path, table_path, hand_made):
     with pytest.raises(BudgetError):
         plot_results(table_path, tmp_path, budget="150%")
@@ -239,6 +250,21 @@ def test_cli_plot_bad_input_is_one_line_exit_2(tmp_path, table_path, capsys, ext
     err = capsys.readouterr().err
     assert err.startswith("autoprumux: error:") and err.count("\n") == 1 and expected in err
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_cli_plot_defaults_to_the_newest_table(tmp_path, table_path, monkeypatch, capsys):
+    (tmp_path / "results" / "old").mkdir(parents=True)
+    pd.DataFrame(HAND_MADE[:1], columns=["mux", "sparsity", "accuracy", "throughput"]).to_csv(
+        tmp_path / "results" / "old" / "trials.csv", index=False)  # one configuration: unusable
+    os.utime(tmp_path / "results" / "old" / "trials.csv", (1e9, 1e9))
+    (tmp_path / "results" / "new").mkdir()
+    for saved in table_path.parent.iterdir():  # the table and its saved models
+        (tmp_path / "results" / "new" / saved.name).write_bytes(saved.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", "--out", "plots"]) == 0
+    out = capsys.readouterr().out
+    assert "results/new/trials.csv" in out.splitlines()[0]
+    assert (tmp_path / "plots" / "pareto.svg").is_file()
 
 
 def test_cli_plot_without_baseline_is_one_line_exit_2(tmp_path, hand_made, capsys):

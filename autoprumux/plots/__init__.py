@@ -77,10 +77,8 @@ def plot_results(
     Writes `pareto`, `fitted` and `cross_validation`, each as `.png` and `.svg`. Raises
     `TableError` / `BudgetError` for a missing or malformed table or budget.
     """
-    from autoprumux.meta.budget import parse_budget
-    from autoprumux.meta.optimizer import check_confidence, recommend
-    from autoprumux.meta.results import load_results
-    from autoprumux.meta.selection import load_or_fit_models
+    from autoprumux.meta import load_or_fit_models, load_results, parse_budget, recommend
+    from autoprumux.meta.optimizer import check_confidence
 
     budget_fraction = parse_budget(budget) if budget is not None else None
     confidence = check_confidence(confidence)

@@ -87,7 +87,8 @@ def plot_cross_validation(info: CrossValidationInfo, axes: tuple[Axes, ...] | No
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, title="multiplexing width", loc="outside right center", fontsize="small")
     figure.suptitle(title_with_context(
-        "Leave-one-configuration-out predictions vs measurements", info.context))
+        "Cross-validated predictions vs measurements (each configuration held out of its model's fit)",
+        info.context))
     return figure
 
 

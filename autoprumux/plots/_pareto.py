@@ -124,7 +124,7 @@ def pareto_info(results, recommendation: Mapping[str, object] | None = None) -> 
             fronts[family] = pareto_front(members)
     floor = label = highlight = confidence = None
     if recommendation is not None:
-        from autoprumux.meta.budget import format_budget
+        from autoprumux.meta import format_budget
 
         floor = float(recommendation["accuracy_floor"])
         label = f"accuracy floor: baseline − {format_budget(recommendation['budget'], recommendation['relative'])}"
@@ -137,8 +137,9 @@ def pareto_info(results, recommendation: Mapping[str, object] | None = None) -> 
 def plot_pareto(info: ParetoInfo, ax: Axes | None = None) -> Figure:
     """Draw `info`: markers coloured by N and shaped by family, frontiers as step lines, the
     budget's accuracy floor and the recommended configuration. Returns the figure."""
-    if ax is None:
-        figure = Figure(figsize=(9.5, 6.0), layout="constrained")
+    own_figure = ax is None
+    if own_figure:
+        figure = Figure(figsize=(10.5, 6.0), layout="constrained")
         ax = figure.add_subplot()
     else:
         figure = ax.figure
@@ -161,7 +162,7 @@ def plot_pareto(info: ParetoInfo, ax: Axes | None = None) -> Figure:
     ax.set_ylabel(ACCURACY_LABEL)
     ax.grid(True, which="major", alpha=0.3)
     ax.grid(True, which="minor", alpha=0.1)
-    _legends(ax, info, colors)
+    _legends(ax, info, colors, outside=own_figure)
     ax.set_title(title_with_context("Accuracy vs throughput of every measured configuration", info.context))
     return figure
 
@@ -189,7 +190,7 @@ def _draw_budget(ax: Axes, info: ParetoInfo) -> None:
         )
 
 
-def _legends(ax: Axes, info: ParetoInfo, colors: Mapping[int, object]) -> None:
+def _legends(ax: Axes, info: ParetoInfo, colors: Mapping[int, object], outside: bool) -> None:
     present = {p.family for p in info.points}
     family_handles = []
     for family, (label, marker) in FAMILIES.items():
@@ -222,8 +223,9 @@ def _legends(ax: Axes, info: ParetoInfo, colors: Mapping[int, object]) -> None:
                markersize=8, label=f"N = {mux}")
         for mux, color in colors.items()
     ]
-    first = ax.legend(handles=family_handles, title="family · Pareto frontier", loc="upper left",
-                      bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize="small")
-    ax.add_artist(first)
-    ax.legend(handles=mux_handles, title="multiplexing width", loc="lower left",
-              bbox_to_anchor=(1.02, 0.0), borderaxespad=0, fontsize="small")
+    legends = ((family_handles, "family · Pareto frontier", "upper"), (mux_handles, "multiplexing width", "lower"))
+    for handles, title, where in legends:
+        if outside:  # in the figure's right margin, which constrained layout keeps free for them
+            ax.figure.legend(handles=handles, title=title, loc=f"outside right {where}", fontsize="small")
+        else:
+            ax.add_artist(ax.legend(handles=handles, title=title, loc=f"{where} right", fontsize="small"))
