@@ -140,6 +140,8 @@ def test_pareto_info_when_nothing_meets_the_budget(fitted):
     rec = recommend(results, 0.0, models=models, confidence=0.99).to_dict()
     info = pareto_info(results, rec)
     assert info.highlight.reason and (info.highlight.mux, info.highlight.sparsity) == (1, 0.0)
+    legend_texts = [t.get_text() for legend in plot_pareto(info).legends for t in legend.get_texts()]
+    assert any(text.startswith("nothing meets the budget") for text in legend_texts)
 
 
 def test_describe_table_uses_the_columns_that_exist(hand_made):
