@@ -80,6 +80,7 @@ class LayerDistiller(nn.Module):
                 for t in self.teacher_layers
             ]
         )  # [teacher layers, student layers]
+        fit = losses.detach()
         alive = list(surviving) if surviving is not None else [True] * len(student_layers)
         matches: list[int] = []
         total = losses.new_zeros(())
@@ -88,7 +89,7 @@ class LayerDistiller(nn.Module):
             candidates = [i for i in range(upper) if alive[i]]
             if not candidates:
                 continue
-            best = min(candidates, key=lambda i: float(losses[row, i]))
+            best = min(candidates, key=lambda i: float(fit[row, i]))
             total = total + losses[row, best]
             matches.append(best + 1)
             upper = best
