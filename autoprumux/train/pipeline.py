@@ -13,7 +13,6 @@ the results-table columns (`autoprumux.table.COLUMNS`) plus per-stage details.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import subprocess
 import time
 from collections.abc import Callable
@@ -28,15 +27,11 @@ StageFunction = Callable[..., dict]
 
 
 def stage_functions() -> dict[str, StageFunction]:
-    """The stage name -> `run_<stage>` dispatch; pruning stages join when `train/prune_stage.py` exists."""
+    """The stage name -> `run_<stage>` dispatch."""
     from autoprumux.train.finetune import run_finetune, run_warmup
+    from autoprumux.train.prune_stage import run_post_finetune, run_prune
 
-    functions: dict[str, StageFunction] = {"warmup": run_warmup, "finetune": run_finetune}
-    if importlib.util.find_spec("autoprumux.train.prune_stage") is not None:
-        from autoprumux.train import prune_stage
-
-        functions.update(prune=prune_stage.run_prune, post_finetune=prune_stage.run_post_finetune)
-    return functions
+    return {"warmup": run_warmup, "finetune": run_finetune, "prune": run_prune, "post_finetune": run_post_finetune}
 
 
 def code_version() -> str:
@@ -113,12 +108,10 @@ def _run_one(function, settings, stage: Stage, parent, out_dir, *, device, teach
 
 
 def _surviving_structure(model) -> dict:
-    config = model.config
-    return {
-        "hidden_size": config.encoder_hidden_size,
-        "heads": config.compact_heads or [config.num_attention_heads] * config.num_hidden_layers,
-        "intermediate": config.compact_intermediate or [config.intermediate_size] * config.num_hidden_layers,
-    }
+    """Heads and FFN dims per layer, hidden size and skipped blocks, read from the weights' shapes."""
+    from autoprumux.prune import surviving_structure
+
+    return surviving_structure(model)
 
 
 def _benchmark(model, settings: TrainingSettings, device) -> dict:
@@ -178,7 +171,9 @@ def train_configuration(
     final = records[-1]
     model_dir = copy_model_dir(Path(final["dir"]), out_dir)
     model = load_model(model_dir)
-    measured_sparsity = 1.0 - model.prunable_parameter_count() / model.dense_prunable_parameter_count()
+    from autoprumux.prune import measured_sparsity as sparsity_of  # the one sparsity count
+
+    measured_sparsity = sparsity_of(model)
     metrics = {
         "task": settings.task,
         "model": settings.model,
