@@ -240,12 +240,21 @@ def test_killed_worker_trial_is_retried_and_each_point_done_once(tmp_path):
 # errors, status, dashboard, placement
 
 
-def test_malformed_spec_is_one_line_error(tmp_path, capsys):
-    bad = write_spec(tmp_path, "bad", extra="[grid]\nmux = [0]\n")
-    bad.write_text(bad.read_text().replace("[grid]\nmux = [1, 2]\nsparsity = [0.0, 0.5]\n", "", 1))
-    assert main(["sweep", str(bad)]) == 2
+@pytest.mark.parametrize(
+    ("old", "new", "needle"),
+    [
+        ("mux = [1, 2]", "mux = [0, 2]", "grid.mux[0] = 0 is invalid"),
+        ('model = "tiny"', 'model = "tiny"\ncolour = "red"', "unknown key colour"),
+        ("[grid]", "[grid]\n[grid]", "is not valid TOML"),
+        ("grace_period = 2", "grace_period = 1", "workers.grace_period = 1 is invalid"),
+    ],
+)
+def test_malformed_spec_is_one_line_error(tmp_path, capsys, old, new, needle):
+    path = write_spec(tmp_path, "bad")
+    path.write_text(path.read_text().replace(old, new, 1))
+    assert main(["sweep", str(path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("autoprumux: error: grid.mux[0] = 0") and err.count("\n") == 1
+    assert err.startswith("autoprumux: error:") and needle in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize(

@@ -191,18 +191,17 @@ def local_workers(count: int, device: str | None = None, gpus: int | None = None
 
 
 def _local_worker_main(spec: SweepSpec, placement: LocalWorker, pipeline: Pipeline | None) -> None:
-    os.environ.update(placement.env)  # before torch is imported in this fresh process
-    if placement.threads is not None:
-        import torch
-
-        torch.set_num_threads(placement.threads)
-
     def report(message: str) -> None:
         print(f"[worker {placement.index}] {message}", flush=True)
 
+    os.environ.update(placement.env)  # before torch is imported in this fresh process
     try:
+        if placement.threads is not None:
+            import torch
+
+            torch.set_num_threads(placement.threads)
         summary = run_worker(spec, device=placement.device, progress=report, pipeline=pipeline)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C reaches every process of the group; the parent reports it
         return
     report(str(summary))
 
@@ -230,7 +229,7 @@ def _run_local_workers(
             process.join()
     except KeyboardInterrupt:
         for process in processes:  # they got the Ctrl-C too; give them time to requeue their trials
-            process.join(timeout=30)
+            process.join(timeout=10)
         for process in processes:
             if process.is_alive():
                 process.terminate()

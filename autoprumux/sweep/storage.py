@@ -19,7 +19,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from autoprumux.errors import StorageError
+from autoprumux.errors import SpecError, StorageError
 from autoprumux.spec import WorkerSettings
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -71,6 +71,11 @@ def open_storage(url: str, workers: WorkerSettings | None = None, *, create: boo
         raise StorageError(
             f"storage = {url!r} is invalid; expected an Optuna storage URL such as "
             "sqlite:///results/demo/study.db or postgresql://user:pw@host/db"
+        )
+    if workers is not None and workers.grace_period <= workers.heartbeat_interval:
+        raise SpecError(
+            f"workers.grace_period = {workers.grace_period} is invalid; expected more seconds than "
+            f"workers.heartbeat_interval = {workers.heartbeat_interval} (e.g. 3 times as many)"
         )
     db_file = sqlite_path(url)
     if db_file is not None:
