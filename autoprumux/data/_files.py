@@ -129,16 +129,16 @@ def _choose_text_columns(
     )
 
 
-def _choose_label_column(table: _Table, layout: FileLayout, label_column: str | None, *, required: bool) -> str | None:
+def _choose_label_column(table: _Table, layout: FileLayout, label_column: str | None) -> str:
     present = ", ".join(table.columns)
     if label_column is not None:
-        if label_column in table.columns:
-            return label_column
-        if not required:
-            return None
-        raise DataError(f"column {label_column!r} (label_column) not found in {str(table.path)!r}; columns present: {present}")
+        if label_column not in table.columns:
+            raise DataError(
+                f"column {label_column!r} (label_column) not found in {str(table.path)!r}; columns present: {present}"
+            )
+        return label_column
     found = next((c for c in layout.label_columns if c in table.columns), None)
-    if found is None and required:
+    if found is None:
         raise DataError(
             f"no label column found in {str(table.path)!r} (tried {', '.join(layout.label_columns)}); "
             f"columns present: {present}; name one with label_column in the spec [data] table"
@@ -179,8 +179,8 @@ def _label_vocabulary(raw: Sequence[_RawSplit], known: tuple[str, ...] | None) -
 
 def _encode(raw: _RawSplit, names: tuple[str, ...]) -> TextSplit:
     ids = {name: i for i, name in enumerate(names)}
-    # integer labels of a task with named labels (a GLUE export from `datasets`) are already ids
-    ids.update({str(i): i for i in range(len(names))})
+    for i in range(len(names)):  # integer labels of named classes (a GLUE export from `datasets`) are ids
+        ids.setdefault(str(i), i)
     return TextSplit(texts=raw.texts, text_pairs=raw.text_pairs, labels=tuple(ids[v] for v in raw.labels))
 
 
@@ -233,7 +233,8 @@ def _tables(path: Path, layout: FileLayout) -> tuple[_Table, _Table | None, _Tab
         return read_table(path), None, None
     train = _find_file(path, TRAIN_STEMS)
     if train is None:
-        present = ", ".join(sorted(p.name for p in path.iterdir())) or "none"
+        names = sorted(p.name for p in path.iterdir())
+        present = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "") or "none"
         raise DataError(
             f"data folder {str(path)!r} has no train file (expected train.tsv, train.csv or train.jsonl); files present: {present}"
         )
@@ -265,7 +266,7 @@ def load_files(
     path = Path(path)
     train_table, val_table, test_table = _tables(path, layout)
     text, pair = _choose_text_columns(train_table, layout, text_column, text_pair_column)
-    label = _choose_label_column(train_table, layout, label_column, required=True)
+    label = _choose_label_column(train_table, layout, label_column)
     train = _raw_split(train_table, text, pair, label)
     if val_table is None:
         train, validation = _split_off_validation(train, eval_size, path)

@@ -12,9 +12,14 @@ fillers change nothing. A sentence is one clause, or two clauses where one decid
 (Y decides, though it comes first), "X and Y" (both agree), or a negated report
 "i would not say that X" (flips X, so "i would not say that the food was not good" is positive).
 
-`synthetic-pairs` (labels inconsistent / consistent). The first sentence is a review as above,
-the second a verdict about it ("the reviewer did not like it", "this is a glowing review");
-the label is whether the verdict's polarity matches the review's, so it needs both sentences.
+`synthetic-pairs` (labels inconsistent / consistent). The first sentence is a review as above
+(with fewer negations and more one-clause forms), the second a verdict about it ("the reviewer
+did not like it", "this is a glowing review"); the label is whether the verdict's polarity
+matches the review's, so a perfect score needs both sentences. Agreement alone is a parity of
+two compositional polarities, which a small from-scratch model does not start to learn in a few
+epochs (it stays at chance), so positive reviews come with a consistent verdict a fraction
+`PAIR_REVIEW_CUE` (0.7) of the time and negative reviews with an inconsistent one: reading the
+review alone gives about 70%, a first step that teaches the polarity words the verdict shares.
 
 A fraction `LABEL_NOISE` of the labels of every split is flipped (the same number in each class,
 so the classes stay balanced): a perfect model scores about 1 - LABEL_NOISE, which keeps
@@ -29,7 +34,10 @@ from autoprumux.data._types import TaskData, TextSplit
 
 #: Fraction of labels flipped in every split (a perfect reader scores 1 - LABEL_NOISE).
 LABEL_NOISE = 0.08
-NEGATION_RATE = 0.3  # of clauses and verdicts
+NEGATION_RATE = 0.3  # of clauses in synthetic-sentiment
+PAIR_NEGATION_RATE = 0.15  # of clauses and verdicts in synthetic-pairs
+#: P(consistent | positive review) = P(inconsistent | negative review) in synthetic-pairs
+PAIR_REVIEW_CUE = 0.7
 OTHER_CLAUSE_DISAGREES = 0.7  # how often the non-deciding clause has the opposite polarity
 DEFAULT_SIZES = {"train": 8000, "validation": 1000, "test": 1000}
 
@@ -81,12 +89,12 @@ _VERDICT_ADJECTIVES = {1: ("positive", "favourable", "glowing", "happy"), -1: ("
 
 # form -> weight; "simple" is one clause, the others combine two
 _SENTIMENT_FORMS = {"simple": 0.36, "contrast": 0.20, "although": 0.10, "even_though": 0.10, "and": 0.12, "report": 0.12}
-_PAIR_FORMS = {"simple": 0.40, "contrast": 0.20, "although": 0.10, "even_though": 0.10, "and": 0.05, "report": 0.15}
+_PAIR_FORMS = {"simple": 0.55, "contrast": 0.15, "although": 0.08, "even_though": 0.07, "and": 0.10, "report": 0.05}
 
 
-def _clause(rng: random.Random, polarity: int) -> str:
-    """One clause whose meaning has `polarity` (+1 / -1), negated with probability NEGATION_RATE."""
-    negated = rng.random() < NEGATION_RATE
+def _clause(rng: random.Random, polarity: int, negation_rate: float) -> str:
+    """One clause whose meaning has `polarity` (+1 / -1), negated with probability `negation_rate`."""
+    negated = rng.random() < negation_rate
     word_polarity = -polarity if negated else polarity
     noun = f"{rng.choice(_MODIFIERS)} {rng.choice(_NOUNS)}" if rng.random() < 0.3 else rng.choice(_NOUNS)
     if rng.random() < 0.3:  # verbal: "i (did not) enjoy(ed) the food"
@@ -108,18 +116,22 @@ def _other_polarity(rng: random.Random, polarity: int) -> int:
     return -polarity if rng.random() < OTHER_CLAUSE_DISAGREES else polarity
 
 
-def _review(rng: random.Random, polarity: int, forms: dict[str, float]) -> str:
+def _review(rng: random.Random, polarity: int, forms: dict[str, float], negation_rate: float) -> str:
     """A sentence whose overall polarity is `polarity`, in a form drawn with weights `forms`."""
     form = rng.choices(list(forms), weights=list(forms.values()))[0]
+
+    def clause(clause_polarity: int) -> str:
+        return _clause(rng, clause_polarity, negation_rate)
+
     if form == "simple":
         opener = f"{rng.choice(_OPENERS)} " if rng.random() < 0.3 else ""
         ending = f" {rng.choice(_ENDINGS)}" if rng.random() < 0.3 else ""
-        return f"{opener}{_clause(rng, polarity)}{ending}."
+        return f"{opener}{clause(polarity)}{ending}."
     if form == "and":
-        return f"{_clause(rng, polarity)} and {_clause(rng, polarity)}."
+        return f"{clause(polarity)} and {clause(polarity)}."
     if form == "report":
-        return f"{rng.choice(REPORT_NEGATIONS)} {_clause(rng, -polarity)}."
-    decider, other = _clause(rng, polarity), _clause(rng, _other_polarity(rng, polarity))
+        return f"{rng.choice(REPORT_NEGATIONS)} {clause(-polarity)}."
+    decider, other = clause(polarity), clause(_other_polarity(rng, polarity))
     if form == "contrast":
         return f"{other}, {rng.choice(CONTRASTS)} {decider}."
     if form == "although":
@@ -127,9 +139,9 @@ def _review(rng: random.Random, polarity: int, forms: dict[str, float]) -> str:
     return f"{decider}, even though {other}."  # even_though: the first clause decides
 
 
-def _verdict(rng: random.Random, polarity: int) -> str:
-    """A short claim about a review, with `polarity`, negated with probability NEGATION_RATE."""
-    negated = rng.random() < NEGATION_RATE
+def _verdict(rng: random.Random, polarity: int, negation_rate: float) -> str:
+    """A short claim about a review, with `polarity`, negated with probability `negation_rate`."""
+    negated = rng.random() < negation_rate
     stated = -polarity if negated else polarity
     kind = rng.randrange(3)
     if kind == 0:
@@ -165,7 +177,7 @@ def generate_sentiment(size: int, seed: int, split: str, *, label_noise: float =
     """`size` synthetic reviews with balanced labels (1 = positive); same (seed, split), same split."""
     rng = random.Random(f"synthetic-sentiment/{seed}/{split}")
     clean = _balanced_labels(rng, size)
-    texts = tuple(_review(rng, 1 if y else -1, _SENTIMENT_FORMS) for y in clean)
+    texts = tuple(_review(rng, 1 if y else -1, _SENTIMENT_FORMS, NEGATION_RATE) for y in clean)
     return TextSplit(texts=texts, text_pairs=None, labels=tuple(_flip_some(rng, clean, label_noise)))
 
 
@@ -175,9 +187,10 @@ def generate_pairs(size: int, seed: int, split: str, *, label_noise: float = LAB
     clean = _balanced_labels(rng, size)
     texts, pairs = [], []
     for y in clean:
-        review_polarity = rng.choice((1, -1))
-        texts.append(_review(rng, review_polarity, _PAIR_FORMS))
-        pairs.append(_verdict(rng, review_polarity if y else -review_polarity))
+        positive = rng.random() < (PAIR_REVIEW_CUE if y else 1 - PAIR_REVIEW_CUE)
+        review_polarity = 1 if positive else -1
+        texts.append(_review(rng, review_polarity, _PAIR_FORMS, PAIR_NEGATION_RATE))
+        pairs.append(_verdict(rng, review_polarity if y else -review_polarity, PAIR_NEGATION_RATE))
     return TextSplit(texts=tuple(texts), text_pairs=tuple(pairs), labels=tuple(_flip_some(rng, clean, label_noise)))
 
 
