@@ -1,6 +1,5 @@
 """The sweep engine on tiny CPU specs: a grid completes once, resumes, survives a killed worker."""
 
-import importlib.util
 import multiprocessing
 import os
 import signal
@@ -33,11 +32,6 @@ from autoprumux.sweep.storage import open_storage
 from autoprumux.sweep.store import stage_counts
 from autoprumux.sweep.study import claim_next_trial, create_sweep_study, queue_missing_points
 from autoprumux.table import read_table
-
-needs_pruning = pytest.mark.skipif(
-    importlib.util.find_spec("autoprumux.train.prune_stage") is None,
-    reason="the pruning stages (autoprumux/train/prune_stage.py) are not there yet",
-)
 
 POINTS = {(1, 0.0), (2, 0.0), (1, 0.5), (2, 0.5)}  # the 2x2 grid; it contains the baseline (1, 0)
 
@@ -133,7 +127,6 @@ def test_concurrent_claims_on_sqlite_are_exactly_once(tmp_path):
 # whole sweeps
 
 
-@needs_pruning
 def test_sweep_completes_resumes_and_never_reruns(tmp_path):
     spec = load_spec(write_spec(tmp_path))
     from autoprumux.train.pipeline import train_configuration
@@ -190,7 +183,6 @@ def test_sweep_completes_resumes_and_never_reruns(tmp_path):
     assert "done 4, running 0, waiting 0, failed 0" in format_status(sweep_status(spec))
 
 
-@needs_pruning
 def test_two_workers_complete_the_grid_without_duplicates(tmp_path):
     spec = load_spec(write_spec(tmp_path, "two"))
     summary = run_sweep(spec, workers=2)
@@ -204,7 +196,6 @@ def test_two_workers_complete_the_grid_without_duplicates(tmp_path):
     assert len(read_table(spec.table_path)) == 4
 
 
-@needs_pruning
 def test_killed_worker_trial_is_retried_and_each_point_done_once(tmp_path):
     spec = load_spec(write_spec(tmp_path, "kill"))
     prepare_sweep(spec)

@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from autoprumux.spec import SweepSpec
 from autoprumux.sweep.export import export_table
 from autoprumux.sweep.store import StageStore
-from autoprumux.sweep.study import OBJECTIVES, duplicate_of, requeue
+from autoprumux.sweep.study import OBJECTIVES, claim_next_trial, duplicate_of, requeue
 
 Reporter = Callable[[str], None]
 Pipeline = Callable[..., dict]
@@ -168,11 +168,12 @@ def run_trial(
     start = time.monotonic()
     with _heartbeat(storage, trial._trial_id):
         try:
-            metrics = _jsonable(pipeline(spec.training, mux, sparsity, Path(out_dir), device=device, store=store, progress=False))
+            raw = pipeline(spec.training, mux, sparsity, Path(out_dir), device=device, store=store, progress=False)
+            metrics = _jsonable(raw)
             values = _objective_values(metrics)
         except KeyboardInterrupt:
             _fail(study, trial, "interrupted (Ctrl-C or SIGTERM); queued again")
-            requeue(study, study._storage.get_trial(trial._trial_id))
+            requeue(study, storage.get_trial(trial._trial_id))
             report(f"{label} interrupted; it is queued again")
             raise
         except Exception as exc:
@@ -211,8 +212,6 @@ def work(
     report: Reporter | None = None,
 ) -> WorkerReport:
     """Claim and run waiting trials until none is waiting or running; export the table after each."""
-    from autoprumux.sweep.study import claim_next_trial
-
     report = report or _quiet
     pipeline = pipeline or default_pipeline()
     store = stage_store(spec)
