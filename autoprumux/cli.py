@@ -145,20 +145,103 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _meta_results(args: argparse.Namespace):
+    """The results table of a meta command and a note when it was found by default."""
+    from autoprumux.meta.results import default_table_path, load_results
+
+    path = args.results or default_table_path()
+    note = [] if args.results else [f"no --results given: using the newest table {path}"]
+    return load_results(path, baseline_accuracy=getattr(args, "baseline_accuracy", None)), note
+
+
+def _print_meta(args: argparse.Namespace, notes: list[str], text: str, payload: dict | None = None) -> int:
+    # With --json, stdout carries exactly one JSON object; the notes go to stderr.
+    if getattr(args, "json", False) and payload is not None:
+        for line in notes:
+            print(line, file=sys.stderr)
+        print(json.dumps(payload, indent=2))
+    else:
+        print("\n".join([*notes, text]))
+    return 0
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
-    raise _UsageError("fit is not available yet")
+    from autoprumux.errors import TableError
+    from autoprumux.meta.render import format_fit
+    from autoprumux.meta.selection import fit_performance_models, models_path, save_models
+
+    results, notes = _meta_results(args)
+    models = fit_performance_models(results)
+    try:
+        path = save_models(models, models_path(results))
+    except OSError as exc:
+        raise TableError(f"cannot save the models to {str(models_path(results))!r}: {exc.strerror or exc}") from None
+    return _print_meta(args, notes, f"{format_fit(models)}\nsaved: {path}", {**models.summary(), "saved": str(path)})
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    raise _UsageError("recommend is not available yet")
+    from autoprumux.meta.budget import parse_budget
+    from autoprumux.meta.optimizer import check_confidence, recommend
+    from autoprumux.meta.render import format_recommendation
+    from autoprumux.meta.selection import load_or_fit_models
+
+    budget, confidence = parse_budget(args.budget), check_confidence(args.confidence)
+    results, notes = _meta_results(args)
+    models, status = load_or_fit_models(results)
+    rec = recommend(
+        results,
+        budget,
+        models=models,
+        confidence=confidence,
+        relative=args.relative,
+        mux_choices=args.mux_choices,
+        sparsity_choices=args.sparsity_choices,
+    )
+    return _print_meta(args, [*notes, status], format_recommendation(rec), rec.to_dict())
 
 
 def _cmd_suggest(args: argparse.Namespace) -> int:
-    raise _UsageError("suggest is not available yet")
+    from autoprumux.meta.budget import parse_budget
+    from autoprumux.meta.optimizer import check_confidence
+    from autoprumux.meta.render import format_suggestions
+    from autoprumux.meta.selection import load_or_fit_models
+    from autoprumux.meta.suggest import suggest
+
+    budget, confidence = parse_budget(args.budget), check_confidence(args.confidence)
+    results, notes = _meta_results(args)
+    models, status = load_or_fit_models(results)
+    sug = suggest(
+        results,
+        budget,
+        n=args.n,
+        models=models,
+        confidence=confidence,
+        relative=args.relative,
+        mux_choices=args.mux_choices,
+        sparsity_choices=args.sparsity_choices,
+    )
+    return _print_meta(args, [*notes, status], format_suggestions(sug), sug.to_dict())
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    raise _UsageError("evaluate is not available yet")
+    from autoprumux.meta.budget import parse_budget
+    from autoprumux.meta.evaluate import evaluate
+    from autoprumux.meta.optimizer import check_confidence
+    from autoprumux.meta.render import format_evaluation
+
+    budgets = [parse_budget(b) for b in args.budgets.split(",")]
+    confidence = check_confidence(args.confidence)
+    results, notes = _meta_results(args)
+    ev = evaluate(
+        results,
+        budgets=budgets,
+        holdout=args.holdout,
+        n_splits=args.splits,
+        confidence=confidence,
+        relative=args.relative,
+        seed=args.seed,
+    )
+    return _print_meta(args, notes, format_evaluation(ev), ev.to_dict())
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
@@ -236,24 +319,70 @@ def _add_sweep_commands(sub) -> None:
     p.set_defaults(handler=_cmd_dashboard)
 
 
+def _number_list(flag: str, kind: type, example: str) -> Callable[[str], list]:
+    def parse(value: str) -> list:
+        try:
+            return [kind(item) for item in value.split(",")]
+        except ValueError:
+            raise _UsageError(f"{flag} = {value!r} is invalid; expected a comma-separated list like {example}") from None
+
+    return parse
+
+
+def _float(flag: str, example: str) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            return float(value)
+        except ValueError:
+            raise _UsageError(f"{flag} = {value!r} is invalid; expected a number like {example}") from None
+
+    return parse
+
+
+def _add_budget_options(p, results_help: str) -> None:
+    p.add_argument("--results", help=results_help)
+    p.add_argument("--confidence", type=_float("--confidence", "0.9"), default=0.9,
+                   help="one-sided confidence of the accuracy lower bound, in [0.5, 1) (default 0.9)")
+    p.add_argument("--relative", action="store_true", help="the budget is a share of the baseline accuracy")
+    p.add_argument("--baseline-accuracy", type=_float("--baseline-accuracy", "0.91"),
+                   help="baseline (N = 1, s = 0) accuracy as a fraction, overriding or replacing the table's")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def _add_meta_commands(sub) -> None:
+    table_help = "results table (default: the newest results/*/trials.csv)"
     p = sub.add_parser("fit", help="fit the performance models and print their cross-validated errors")
-    p.add_argument("--results", help="results table (default: the newest results/*/trials.csv)")
+    p.add_argument("--results", help=table_help)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_cmd_fit)
 
+    choices = [
+        ("--mux-choices", _number_list("--mux-choices", int, "1,2,5,10"), "only these N, e.g. 1,2,5,10"),
+        ("--sparsity-choices", _number_list("--sparsity-choices", float, "0,0.6,0.7"),
+         "only these sparsities, e.g. 0,0.6,0.7 (default: continuous up to the highest measured)"),
+    ]
     p = sub.add_parser("recommend", help="the fastest (N, s) within an accuracy-loss budget")
     p.add_argument("--budget", required=True, help="accuracy loss allowed: 3%% or 0.03")
-    p.add_argument("--results", help="results table (default: the newest results/*/trials.csv)")
+    _add_budget_options(p, table_help)
+    for flag, parse, text in choices:
+        p.add_argument(flag, type=parse, help=text)
     p.set_defaults(handler=_cmd_recommend)
 
     p = sub.add_parser("suggest", help="the next configurations worth training")
     p.add_argument("--budget", required=True, help="accuracy loss allowed: 3%% or 0.03")
     p.add_argument("--n", type=_positive_int("--n"), default=3, help="how many (default 3)")
-    p.add_argument("--results", help="results table (default: the newest results/*/trials.csv)")
+    _add_budget_options(p, table_help)
+    for flag, parse, text in choices:
+        p.add_argument(flag, type=parse, help=text)
     p.set_defaults(handler=_cmd_suggest)
 
     p = sub.add_parser("evaluate", help="how good the recommender is on a table (leave-k-out regret)")
-    p.add_argument("--results", help="results table (default: the newest results/*/trials.csv)")
+    _add_budget_options(p, table_help)
+    p.add_argument("--budgets", default="1%,2%,3%,5%", help="comma-separated budgets (default 1%%,2%%,3%%,5%%)")
+    p.add_argument("--holdout", type=_positive_int("--holdout"),
+                   help="configurations hidden per split (default: a fifth of them)")
+    p.add_argument("--splits", type=_positive_int("--splits"), default=10, help="random splits (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the splits (default 0)")
     p.set_defaults(handler=_cmd_evaluate)
 
     p = sub.add_parser("plot", help="Pareto frontier and fitted-surface plots")

@@ -293,28 +293,33 @@ def recommend(
 
 def _pick_warnings(results: Results, pick) -> list[str]:
     configs = results.configurations
-    mux, s = int(pick["mux"]), float(pick["feature_sparsity"])
+    mux, s = int(pick["mux"]), float(pick["sparsity"])
+    top_mux, top_s = (
+        int(configs["mux"].max()),
+        float(max(configs["sparsity"].max(), configs["feature_sparsity"].max())),
+    )
     out = []
-    if mux > configs["mux"].max() or s > configs["feature_sparsity"].max() + 1e-6:
+    if mux > top_mux or max(s, float(pick["feature_sparsity"])) > top_s + 1e-6:
         out.append(
-            f"N={mux}, s={s:.2f} lies outside the measured range (N <= {configs['mux'].max()}, "
-            f"s <= {configs['feature_sparsity'].max():.2f}): the prediction is an extrapolation"
+            f"N={mux}, s={s:.2f} lies outside the measured range (N <= {top_mux}, s <= {top_s:.2f}): "
+            "the prediction is an extrapolation"
         )
     elif mux not in set(configs["mux"]):
         out.append(f"N={mux} was never measured: its prediction is interpolated between other N")
     else:
         edges = []
-        if mux == configs["mux"].max() and mux > 1:
+        if mux == top_mux and mux > 1:
             edges.append(f"N={mux} is the largest N measured")
-        if s >= configs["feature_sparsity"].max() - 1e-6 and s > 0:
-            edges.append(f"s={s:.2f} is the highest sparsity measured")
+        if s >= configs["sparsity"].max() - SPARSITY_STEP and s > 0:
+            edges.append(f"s={s:.2f} is at the highest sparsity measured")
         if edges:
             out.append(
-                "the pick sits on the edge of what was measured (" + "; ".join(edges) + "): "
-                "measuring beyond it may find a faster configuration within budget"
+                "the pick sits on the edge of what was measured ("
+                + "; ".join(edges)
+                + "): measuring beyond it may find a faster configuration within budget"
             )
     if not pick["measured"]:
-        out.append(f"N={mux}, s={pick['sparsity']:.2f} was not measured: train it to confirm the prediction")
+        out.append(f"N={mux}, s={s:.2f} was not measured: train it to confirm the prediction")
     return out
 
 

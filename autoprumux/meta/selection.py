@@ -3,7 +3,8 @@
 Each target (accuracy, and throughput on a log scale) gets every candidate model; the one with
 the lowest leave-one-configuration-out error wins (accuracy: mean absolute error in points;
 throughput: mean absolute percentage error). Models without a native uncertainty use the RMSE of
-their out-of-fold residuals as their predictive standard deviation.
+their out-of-fold residuals as their predictive standard deviation; a native one (the GP's) is
+floored at that RMSE.
 """
 
 from __future__ import annotations
@@ -41,15 +42,19 @@ class TargetModel:
     target: str
     name: str
     estimator: object
-    std_source: str  # "native" (the model's own) or "cv" (out-of-fold residual RMSE)
+    std_source: str  # "native" (the model's own, floored at cv_rmse) or "cv" (cv_rmse)
     cv_rmse: float  # on the modelled scale: accuracy fraction, or log throughput
 
     def predict(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation on the modelled scale at `X` = [[mux, sparsity], ...]."""
+        """Mean and standard deviation on the modelled scale at `X` = [[mux, sparsity], ...].
+
+        The std is the out-of-fold RMSE for models without their own; a model's own std is
+        floored at it, because a GP that interpolates noisy points claims no uncertainty there.
+        """
         mean, std = self.estimator.predict(np.asarray(X, dtype=float), return_std=True)
         if self.std_source == "cv":
-            std = np.full(len(mean), self.cv_rmse)
-        return mean, std
+            return mean, np.full(len(mean), self.cv_rmse)
+        return mean, np.maximum(std, self.cv_rmse)
 
     def refit(self, X, y) -> TargetModel:
         """The same model type fitted on other data (keeps the CV-based spread)."""

@@ -1,0 +1,402 @@
+"""autoprumux.meta: budget, table loading, the optimizer's contract, the CLI and staying torch-free.
+
+Model quality (recovery, oracle agreement, violations) is in test_meta_models.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autoprumux import cli
+from autoprumux.errors import BudgetError, TableError
+from autoprumux.meta import (
+    accuracy_floor,
+    fit_performance_models,
+    load_or_fit_models,
+    load_results,
+    parse_budget,
+    recommend,
+    results_from_frame,
+    suggest,
+    synthetic_table,
+)
+from autoprumux.meta.selection import MODELS_FILENAME
+
+ESTIMATE_KEYS = {
+    "mux",
+    "sparsity",
+    "accuracy",
+    "accuracy_low",
+    "accuracy_high",
+    "throughput",
+    "throughput_low",
+    "throughput_high",
+    "speedup",
+    "measured",
+    "measured_accuracy",
+    "measured_throughput",
+}
+TOP_KEYS = {
+    "budget",
+    "relative",
+    "confidence",
+    "baseline_accuracy",
+    "accuracy_floor",
+    "recommendation",
+    "alternatives",
+    "models",
+    "warnings",
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # meta never imports torch; only cap its threads if another test module already did
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def noisy_table() -> pd.DataFrame:
+    return synthetic_table(accuracy_noise=0.003, throughput_noise=0.03, sparsity_jitter=0.004, seed=3)
+
+
+@pytest.fixture(scope="module")
+def fitted(noisy_table):
+    results = results_from_frame(noisy_table, source="noisy")
+    return results, fit_performance_models(results)
+
+
+@pytest.fixture()
+def table_path(tmp_path, noisy_table):
+    path = tmp_path / "trials.csv"
+    noisy_table.to_csv(path, index=False)
+    return path
+
+
+# --------------------------------------------------------------------------------------------- budget
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("3%", 0.03),
+        ("0.03", 0.03),
+        (" 2.5 % ", 0.025),
+        ("0", 0.0),
+        ("0%", 0.0),
+        (0.05, 0.05),
+        ("99.9%", 0.999),
+    ],
+)
+def test_parse_budget_accepts_percent_and_fraction(text, expected):
+    assert parse_budget(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["3", "abc", "-1%", "150%", "100%", "1", "", "%", "nan", "inf%", "-0.01"])
+def test_parse_budget_rejects_with_value_and_accepted_form(text):
+    with pytest.raises(BudgetError) as info:
+        parse_budget(text)
+    message = str(info.value)
+    assert repr(text) in message
+    assert "a percentage like 3% or a fraction like 0.03 in [0, 100%)" in message
+
+
+def test_bare_number_hints_percent():
+    with pytest.raises(BudgetError, match=r"did you mean 3%"):
+        parse_budget("3")
+
+
+def test_accuracy_floor_absolute_and_relative():
+    assert accuracy_floor(0.90, 0.03) == pytest.approx(0.87)
+    assert accuracy_floor(0.90, 0.03, relative=True) == pytest.approx(0.873)
+
+
+# --------------------------------------------------------------------------------------------- tables
+
+
+def test_baseline_is_mean_of_repeats_and_failed_rows_are_ignored(tmp_path):
+    table = synthetic_table(mux=(1, 2), sparsity=(0.0, 0.5), repeats=2, accuracy_noise=0.01, seed=1)
+    failed = table.iloc[[0]].assign(status="FAIL", accuracy=np.nan, mux=4)
+    path = tmp_path / "t.csv"
+    pd.concat([table, failed]).to_csv(path, index=False)
+    results = load_results(path)
+    base = table[(table["mux"] == 1) & (table["sparsity_target"] == 0)]
+    assert results.baseline_accuracy == pytest.approx(base["accuracy"].mean())
+    assert len(results.configurations) == 4
+    assert set(results.configurations["repeats"]) == {2}
+    assert 4 not in set(results.configurations["mux"])
+
+
+def test_grid_identity_uses_sparsity_target_and_features_use_measured():
+    table = synthetic_table(mux=(1, 2), sparsity=(0.0, 0.7), repeats=3, sparsity_jitter=0.01, seed=2)
+    results = results_from_frame(table)
+    assert sorted(results.configurations["sparsity"]) == [0.0, 0.0, 0.7, 0.7]
+    pruned = results.configurations[results.configurations["sparsity"] == 0.7]
+    assert not np.allclose(pruned["feature_sparsity"], 0.7)  # the measured mean, not the target
+    no_target = results_from_frame(table.drop(columns="sparsity_target"))
+    assert len(no_target.configurations) > len(results.configurations)  # each jittered row is its own point
+
+
+def test_baseline_override_and_missing_baseline():
+    table = synthetic_table(mux=(2, 5), sparsity=(0.0, 0.5))
+    with pytest.raises(TableError, match="no baseline row"):
+        results_from_frame(table)
+    assert results_from_frame(table, baseline_accuracy=0.91).baseline_accuracy == 0.91
+
+
+def test_default_table_is_newest_results_trials(tmp_path, monkeypatch):
+    old, new = tmp_path / "results" / "a" / "trials.csv", tmp_path / "results" / "b" / "trials.csv"
+    for path, seed in ((old, 0), (new, 1)):
+        path.parent.mkdir(parents=True)
+        synthetic_table(mux=(1, 2), sparsity=(0.0, 0.5), accuracy_noise=0.01, seed=seed).to_csv(
+            path, index=False
+        )
+    os.utime(old, (time.time() - 100, time.time() - 100))
+    monkeypatch.chdir(tmp_path)
+    assert load_results().source == os.path.join("results", "b", "trials.csv")
+    monkeypatch.chdir(tmp_path / "results")
+    with pytest.raises(TableError, match=r"results/\*/trials.csv"):
+        load_results()
+
+
+# --------------------------------------------------------------------------------------------- optimizer
+
+
+def test_recommendation_json_shape(fitted):
+    results, models = fitted
+    out = recommend(results, "3%", models=models).to_dict()
+    assert set(out) == TOP_KEYS
+    assert set(out["recommendation"]) == ESTIMATE_KEYS
+    assert len(out["alternatives"]) == 3
+    assert all(set(a) == ESTIMATE_KEYS for a in out["alternatives"])
+    assert {"accuracy", "throughput", "table"} <= set(out["models"])
+    json.dumps(out)  # plain JSON types only
+    rec = out["recommendation"]
+    assert out["accuracy_floor"] == pytest.approx(out["baseline_accuracy"] - 0.03)
+    assert rec["accuracy_low"] >= out["accuracy_floor"]
+    assert rec["accuracy_low"] <= rec["accuracy"] <= rec["accuracy_high"]
+    assert rec["throughput_low"] <= rec["throughput"] <= rec["throughput_high"]
+    assert all(a["throughput"] <= rec["throughput"] * 1.02 for a in out["alternatives"])
+    if not rec["measured"]:
+        assert rec["measured_accuracy"] is None and rec["measured_throughput"] is None
+
+
+def test_larger_budget_is_never_slower(fitted):
+    results, models = fitted
+    throughputs = [
+        recommend(results, b, models=models).recommendation.throughput for b in (0.01, 0.02, 0.04, 0.08)
+    ]
+    assert throughputs == sorted(throughputs)
+    assert throughputs[-1] > 3 * throughputs[0]
+
+
+def test_infeasible_budget_returns_baseline_with_reason(fitted):
+    results, models = fitted
+    rec = recommend(results, "0%", models=models)
+    out = rec.to_dict()
+    assert not rec.feasible and "reason" in out and "floor" in out["reason"]
+    assert (out["recommendation"]["mux"], out["recommendation"]["sparsity"]) == (1, 0.0)
+    assert out["alternatives"] == []
+
+
+def test_relative_budget_moves_the_floor(fitted):
+    results, models = fitted
+    rec = recommend(results, "3%", models=models, relative=True)
+    assert rec.accuracy_floor == pytest.approx(results.baseline_accuracy * 0.97)
+
+
+def test_choices_restrict_the_candidates(fitted):
+    results, models = fitted
+    rec = recommend(results, "5%", models=models, mux_choices=[1, 2], sparsity_choices=[0.0, 0.6])
+    picks = [rec.recommendation, *rec.alternatives]
+    assert {p.mux for p in picks} <= {1, 2} and {p.sparsity for p in picks} <= {0.0, 0.6}
+    assert all(p.measured for p in picks)
+
+
+def test_near_ties_go_to_the_measured_configuration():
+    results = results_from_frame(synthetic_table())
+    models = fit_performance_models(results)
+    kwargs = dict(models=models, mux_choices=[2], sparsity_choices=[0.5, 0.51])
+    tie_broken = recommend(results, "20%", **kwargs).recommendation
+    strict = recommend(results, "20%", near_tie=0.0, **kwargs).recommendation
+    assert (tie_broken.sparsity, tie_broken.measured) == (0.5, True)
+    assert (strict.sparsity, strict.measured) == (0.51, False)
+
+
+def test_warns_when_the_pick_is_on_the_edge_or_extrapolated(fitted):
+    results, models = fitted
+    edge = recommend(results, "30%", models=models)
+    assert (edge.recommendation.mux, edge.recommendation.sparsity) == (10, 0.9)
+    assert any("edge of what was measured" in w for w in edge.warnings)
+    outside = recommend(results, "30%", models=models, mux_choices=[1, 16], sparsity_choices=[0.0, 0.5])
+    assert outside.recommendation.mux == 16
+    assert any("extrapolation" in w for w in outside.warnings)
+
+
+def test_suggestions_are_unmeasured_distinct_and_explained(fitted):
+    results, models = fitted
+    sug = suggest(results, "3%", n=4, models=models)
+    measured = set(zip(results.configurations["mux"], results.configurations["sparsity"], strict=True))
+    points = [(s.mux, s.sparsity) for s in sug.suggestions]
+    assert len(points) == 4 and len(set(points)) == 4
+    assert not set(points) & measured
+    assert all("expected gain" in s.reason for s in sug.suggestions)
+    assert sug.suggestions[0].expected_gain > 0
+    assert sug.incumbent["throughput"] == pytest.approx(
+        results.configurations.loc[
+            results.configurations["accuracy"] >= sug.accuracy_floor, "throughput"
+        ].max()
+    )
+
+
+def test_models_are_saved_beside_the_table_and_refitted_when_it_changes(table_path):
+    results = load_results(table_path)
+    _, status = load_or_fit_models(results)
+    assert "saved" in status and (table_path.parent / MODELS_FILENAME).is_file()
+    _, status = load_or_fit_models(load_results(table_path))
+    assert status.startswith("models loaded")
+    frame = pd.read_csv(table_path)
+    frame.loc[3, "accuracy"] -= 0.01
+    frame.to_csv(table_path, index=False)
+    _, status = load_or_fit_models(load_results(table_path))
+    assert "fitted" in status
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def _run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_fit_then_recommend_json(capsys, table_path):
+    code, out, _ = _run(capsys, "fit", "--results", str(table_path))
+    assert code == 0 and "separable" in out and "gp" in out and "MAE, points" in out and "MAPE, %" in out
+    assert (table_path.parent / MODELS_FILENAME).is_file()
+    code, out, err = _run(capsys, "recommend", "--budget", "3%", "--results", str(table_path), "--json")
+    assert code == 0 and "models loaded" in err
+    payload = json.loads(out)
+    assert set(payload) == TOP_KEYS and payload["budget"] == 0.03
+    code, out, _ = _run(
+        capsys,
+        "recommend",
+        "--budget",
+        "0.02",
+        "--results",
+        str(table_path),
+        "--mux-choices",
+        "1,2,5",
+        "--sparsity-choices",
+        "0,0.6",
+        "--confidence",
+        "0.95",
+        "--relative",
+        "--baseline-accuracy",
+        "0.9",
+    )
+    assert code == 0 and "recommended" in out and "runner-up 1" in out and "0.8820" in out  # floor 0.9 * 0.98
+
+
+def test_cli_suggest_and_evaluate(capsys, table_path):
+    code, out, _ = _run(capsys, "suggest", "--budget", "3%", "--n", "2", "--results", str(table_path))
+    assert code == 0 and "\n1. N=" in out and "\n2. N=" in out and "\n3. N=" not in out
+    code, out, _ = _run(
+        capsys,
+        "evaluate",
+        "--results",
+        str(table_path),
+        "--splits",
+        "2",
+        "--holdout",
+        "3",
+        "--budgets",
+        "2%,5%",
+    )
+    assert code == 0 and "mean regret" in out and "5.0%" in out
+
+
+def _write(tmp_path, frame: pd.DataFrame | str) -> str:
+    path = tmp_path / "bad.csv"
+    if isinstance(frame, str):
+        path.write_text(frame)
+    else:
+        frame.to_csv(path, index=False)
+    return str(path)
+
+
+def _bad_tables(tmp_path):
+    good = synthetic_table(mux=(1, 2), sparsity=(0.0, 0.5))
+    nan = good.copy()
+    nan.loc[1, "accuracy"] = np.nan
+    return {
+        "empty": _write(tmp_path, "mux,sparsity,accuracy,throughput\n"),
+        "zero bytes": _write(tmp_path, ""),
+        "one configuration": _write(tmp_path, good[good["mux"] == 1].iloc[[0, 0]]),
+        "no baseline": _write(tmp_path, good[good["mux"] == 2]),
+        "nan": _write(tmp_path, nan),
+        "missing": str(tmp_path / "nope" / "trials.csv"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["empty", "zero bytes", "one configuration", "no baseline", "nan", "missing"]
+)
+def test_cli_bad_tables_are_one_line_errors(capsys, tmp_path, case):
+    path = _bad_tables(tmp_path)[case]
+    code, out, err = _run(capsys, "recommend", "--budget", "3%", "--results", path)
+    assert code == 2 and out == ""
+    assert err.startswith("autoprumux: error:") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("budget", ["3", "abc", "-1%", "150%"])
+def test_cli_bad_budgets_are_one_line_errors(capsys, table_path, budget):
+    # `--budget=-1%`: argparse reads a separate "-1%" as an option (that is a one-line error too)
+    code, out, err = _run(capsys, "recommend", f"--budget={budget}", "--results", str(table_path))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert repr(budget) in err and "3%" in err
+    code, out, err = _run(capsys, "recommend", "--budget", budget, "--results", str(table_path))
+    assert code == 2 and out == "" and err.startswith("autoprumux: error:") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (("--confidence", "1.5"), "1.5"),
+        (("--mux-choices", "1,x"), "'1,x'"),
+        (("--mux-choices", "0,2"), "mux choice 0"),
+        (("--sparsity-choices", "0,1.2"), "sparsity choice 1.2"),
+        (("--n", "0"), "'0'"),
+    ],
+)
+def test_cli_bad_options_are_one_line_errors(capsys, table_path, flags, named):
+    code, _, err = _run(capsys, "suggest", "--budget", "3%", "--results", str(table_path), *flags)
+    assert code == 2 and err.startswith("autoprumux: error:") and err.count("\n") == 1
+    assert named in err
+
+
+def test_recommend_does_not_import_torch(tmp_path, table_path):
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import autoprumux.meta
+        from autoprumux import cli
+        assert cli.main(["recommend", "--budget", "3%", "--results", {str(table_path)!r}, "--json"]) == 0
+        heavy = [m for m in ("torch", "transformers") if m in sys.modules]
+        assert not heavy, heavy
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["recommendation"]["mux"] >= 1
