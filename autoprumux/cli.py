@@ -205,7 +205,7 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
     from autoprumux.meta.optimizer import check_confidence
     from autoprumux.meta.render import format_suggestions
     from autoprumux.meta.selection import load_or_fit_models
-    from autoprumux.meta.suggest import suggest
+    from autoprumux.meta.suggestion import suggest
 
     budget, confidence = parse_budget(args.budget), check_confidence(args.confidence)
     results, notes = _meta_results(args)
@@ -225,7 +225,7 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from autoprumux.meta.budget import parse_budget
-    from autoprumux.meta.evaluate import evaluate
+    from autoprumux.meta.evaluation import evaluate
     from autoprumux.meta.optimizer import check_confidence
     from autoprumux.meta.render import format_evaluation
 

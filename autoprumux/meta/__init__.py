@@ -35,8 +35,8 @@ _EXPORTS = {
         "candidate_configurations",
         "recommend",
     ),
-    "autoprumux.meta.suggest": ("Suggestion", "Suggestions", "suggest"),
-    "autoprumux.meta.evaluate": ("Evaluation", "evaluate"),
+    "autoprumux.meta.suggestion": ("Suggestion", "Suggestions", "suggest"),
+    "autoprumux.meta.evaluation": ("Evaluation", "evaluate"),
     "autoprumux.meta.render": (
         "format_fit",
         "format_recommendation",

@@ -127,24 +127,33 @@ def candidate_configurations(
     else:
         top = float(configs["feature_sparsity"].max())
         grid = list(np.round(np.arange(0.0, top + 1e-9, sparsity_step), 6))
-    rows = []
+    grid = np.asarray(grid, dtype=float)
+    # a grid value next to a measured point of the same N is represented by that point
+    tolerance = 1e-6 if sparsity_choices is not None else sparsity_step / 2
+    parts = []
     for mux in mux_values:
         measured = configs[configs["mux"] == mux]
-        for s in grid:
-            match = measured[np.isclose(measured["sparsity"], s, atol=1e-6)]
-            if not match.empty:
-                continue  # added below with its measured values
-            if sparsity_choices is None and (np.abs(measured["sparsity"] - s) < sparsity_step / 2).any():
-                continue  # a measured point is next to it
-            rows.append((mux, s, s, False, np.nan, np.nan))
-        keep = measured if sparsity_choices is None else measured[measured["sparsity"].isin(grid)]
-        rows.extend(
-            (mux, c.sparsity, c.feature_sparsity, True, c.accuracy, c.throughput) for c in keep.itertuples()
+        distance = np.abs(grid[:, None] - measured["sparsity"].to_numpy()[None, :])
+        free = grid[~(distance < tolerance).any(axis=1)]
+        parts.append(
+            pd.DataFrame({"mux": mux, "sparsity": free, "feature_sparsity": free, "measured": False})
         )
-    columns = ["mux", "sparsity", "feature_sparsity", "measured", "measured_accuracy", "measured_throughput"]
-    frame = pd.DataFrame(rows, columns=columns).sort_values(["mux", "sparsity"], ignore_index=True)
+        if sparsity_choices is not None:
+            measured = measured[
+                np.isclose(measured["sparsity"].to_numpy()[:, None], grid[None, :], atol=1e-6).any(1)
+            ]
+        parts.append(
+            measured[["mux", "sparsity", "feature_sparsity", "accuracy", "throughput"]]
+            .rename(columns={"accuracy": "measured_accuracy", "throughput": "measured_throughput"})
+            .assign(measured=True)
+        )
+    frame = pd.concat([p for p in parts if not p.empty], ignore_index=True)
+    frame = frame.sort_values(["mux", "sparsity"], ignore_index=True)
     frame["measured"] = frame["measured"].astype(bool)
-    return frame
+    frame["mux"] = frame["mux"].astype(int)
+    return frame[
+        ["mux", "sparsity", "feature_sparsity", "measured", "measured_accuracy", "measured_throughput"]
+    ].astype({"measured_accuracy": float, "measured_throughput": float})
 
 
 def _check_mux(values: Sequence[int]) -> list[int]:

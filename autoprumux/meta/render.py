@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from autoprumux.meta.budget import format_budget
-from autoprumux.meta.evaluate import Evaluation
+from autoprumux.meta.evaluation import Evaluation
 from autoprumux.meta.optimizer import ConfigEstimate, Recommendation
 from autoprumux.meta.selection import TARGETS, FittedModels
-from autoprumux.meta.suggest import Suggestions
+from autoprumux.meta.suggestion import Suggestions
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -12,16 +12,17 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import InconsistentVersionWarning, NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from autoprumux import __version__
 from autoprumux.meta.models import GaussianProcessModel, PolynomialRidgeModel, SeparableModel
 from autoprumux.meta.results import Results
 
@@ -81,6 +82,7 @@ class FittedModels:
     X: np.ndarray = field(repr=False)
     y: dict[str, np.ndarray] = field(repr=False)
     format: int = _FORMAT
+    version: str = __version__
 
     def predict(self, X) -> dict[str, np.ndarray]:
         """Predictions at `X` = [[mux, sparsity], ...]: accuracy mean/std (fraction) and
@@ -221,16 +223,17 @@ def load_saved_models(results: Results) -> FittedModels | None:
         return None
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a scikit-learn version mismatch means: refit
+            warnings.simplefilter("error", InconsistentVersionWarning)  # other scikit-learn: refit
             models = joblib.load(path)
     except Exception:  # noqa: BLE001 - a stale or unreadable cache is simply refitted
         return None
     ok = (
         isinstance(models, FittedModels)
         and models.format == _FORMAT
+        and models.version == __version__
         and models.fingerprint == results.fingerprint
     )
-    return models if ok else None
+    return replace(models, source=results.source) if ok else None
 
 
 def load_or_fit_models(results: Results, save: bool = True) -> tuple[FittedModels, str]:
