@@ -181,13 +181,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from autoprumux.meta.budget import parse_budget
+    from autoprumux.meta.compiled import load_models_for_recommend
     from autoprumux.meta.optimizer import check_confidence, recommend
     from autoprumux.meta.render import format_recommendation
-    from autoprumux.meta.selection import load_or_fit_models
 
     budget, confidence = parse_budget(args.budget), check_confidence(args.confidence)
     results, notes = _meta_results(args)
-    models, status = load_or_fit_models(results)
+    models, status = load_models_for_recommend(results)
     rec = recommend(
         results,
         budget,

@@ -263,6 +263,7 @@ def test_models_are_saved_beside_the_table_and_refitted_when_it_changes(table_pa
     results = load_results(table_path)
     _, status = load_or_fit_models(results)
     assert "saved" in status and (table_path.parent / MODELS_FILENAME).is_file()
+    assert (table_path.parent / "performance_models.npz").is_file()
     _, status = load_or_fit_models(load_results(table_path))
     assert status.startswith("models loaded")
     frame = pd.read_csv(table_path)
@@ -386,17 +387,26 @@ def test_cli_bad_options_are_one_line_errors(capsys, table_path, flags, named):
     assert named in err
 
 
-def test_recommend_does_not_import_torch(tmp_path, table_path):
+def _recommend_in_fresh_interpreter(table_path) -> tuple[dict, list[str]]:
     script = textwrap.dedent(
         f"""
-        import sys
+        import json, sys
         import autoprumux.meta
         from autoprumux import cli
         assert cli.main(["recommend", "--budget", "3%", "--results", {str(table_path)!r}, "--json"]) == 0
-        heavy = [m for m in ("torch", "transformers") if m in sys.modules]
-        assert not heavy, heavy
+        print(json.dumps([m for m in ("torch", "transformers", "sklearn") if m in sys.modules]))
         """
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["recommendation"]["mux"] >= 1
+    payload, _, loaded = done.stdout.rpartition("\n[")
+    return json.loads(payload), json.loads("[" + loaded)
+
+
+def test_recommend_does_not_import_torch_and_cached_models_skip_sklearn(table_path):
+    first, loaded = _recommend_in_fresh_interpreter(table_path)  # fits (scikit-learn) and saves
+    assert "torch" not in loaded and "transformers" not in loaded
+    assert (table_path.parent / "performance_models.npz").is_file()
+    again, loaded = _recommend_in_fresh_interpreter(table_path)  # the saved arrays: numpy only
+    assert loaded == []
+    assert again == first

@@ -23,6 +23,8 @@ from autoprumux.meta import (
     results_from_frame,
     synthetic_table,
 )
+from autoprumux.meta.compiled import CompiledTarget, compile_target
+from autoprumux.meta.selection import TargetModel
 
 ESTIMATORS = [
     SeparableModel(),
@@ -96,6 +98,29 @@ def test_contract_on_valid_inputs(estimator):
         model.predict([[0.5, 0.2]])
     with pytest.raises(ValueError, match="2 columns"):
         clone(estimator).fit(np.c_[X, X[:, :1]], y)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.004])
+def test_array_form_predicts_like_scikit_learn(noise):
+    table = synthetic_table(
+        mux=GRID_MUX, sparsity=GRID_SPARSITY, accuracy_noise=noise, throughput_noise=5 * noise
+    )
+    results = results_from_frame(table)
+    X = np.array([[n, s] for n in (1, 1.5, 3, 8, 12) for s in (0.0, 0.3, 0.65, 0.85, 0.93)])
+    targets = {"accuracy": table["accuracy"].to_numpy(), "throughput": np.log(table["throughput"].to_numpy())}
+    for target, y in targets.items():
+        for estimator in [
+            *ESTIMATORS,
+            PolynomialRidgeModel(degree=3),
+            GaussianProcessModel(nu=1.5, linear_mean=False),
+        ]:
+            fitted = TargetModel(target, "m", clone(estimator).fit(results.features, y), "native", 0.001)
+            kind, arrays = compile_target(fitted)
+            compiled = CompiledTarget(
+                kind, {k: np.asarray(v, dtype=float) for k, v in arrays.items()}, "native", 0.001
+            )
+            for ours, theirs in zip(compiled.predict(X), fitted.predict(X), strict=True):
+                np.testing.assert_allclose(ours, theirs, rtol=1e-7, atol=1e-9)
 
 
 HELD_OUT = np.array([[n, s] for n in (3, 4, 8) for s in (0.25, 0.55, 0.65, 0.75, 0.85)])

@@ -29,6 +29,7 @@ _EXPORTS = {
         "models_path",
         "save_models",
     ),
+    "autoprumux.meta.compiled": ("CompiledModels", "load_compiled", "load_models_for_recommend"),
     "autoprumux.meta.optimizer": (
         "ConfigEstimate",
         "Recommendation",

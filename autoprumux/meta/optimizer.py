@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,9 @@ import pandas as pd
 from autoprumux.errors import BudgetError, SpecError
 from autoprumux.meta.budget import accuracy_floor, parse_budget
 from autoprumux.meta.results import Results
-from autoprumux.meta.selection import FittedModels, fit_performance_models
+
+if TYPE_CHECKING:  # scikit-learn loads only when models must be fitted
+    from autoprumux.meta.selection import FittedModels
 
 NEAR_TIE = 0.02
 SPARSITY_STEP = 0.01
@@ -255,12 +258,16 @@ def recommend(
     """The fastest configuration whose accuracy lower bound meets `baseline - budget` (or
     `baseline * (1 - budget)` when `relative`), with runners-up.
 
-    `budget` is a fraction or a string such as "3%"; `models` defaults to fitting them now. When
+    `budget` is a fraction or a string such as "3%"; `models` (`FittedModels`, or the array
+    form from `compiled.load_compiled`) defaults to fitting them now. When
     nothing is feasible, the recommendation is the baseline (N = 1, s = 0) and `reason` says why.
     """
     budget = parse_budget(budget)
     confidence = check_confidence(confidence)
-    models = models or fit_performance_models(results)
+    if models is None:
+        from autoprumux.meta.selection import fit_performance_models
+
+        models = fit_performance_models(results)
     floor = accuracy_floor(results.baseline_accuracy, budget, relative)
     candidates = candidate_configurations(results, mux_choices, sparsity_choices)
     baseline_row = candidate_configurations(results, [1], [0.0])

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from autoprumux.meta.budget import format_budget
-from autoprumux.meta.evaluation import Evaluation
-from autoprumux.meta.optimizer import ConfigEstimate, Recommendation
-from autoprumux.meta.selection import TARGETS, FittedModels
-from autoprumux.meta.suggestion import Suggestions
+from autoprumux.meta.results import TARGETS
+
+if TYPE_CHECKING:  # types only: rendering a recommendation must not load scikit-learn
+    from autoprumux.meta.evaluation import Evaluation
+    from autoprumux.meta.optimizer import ConfigEstimate, Recommendation
+    from autoprumux.meta.selection import FittedModels
+    from autoprumux.meta.suggestion import Suggestions
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

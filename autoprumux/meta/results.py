@@ -20,6 +20,9 @@ from autoprumux.table import MINIMAL_COLUMNS, finished_rows, read_table, validat
 
 DEFAULT_PATTERN = "results/*/trials.csv"
 
+#: The modelled quantities: accuracy (fraction) and throughput (examples/s, modelled as its log).
+TARGETS = ("accuracy", "throughput")
+
 
 @dataclass(frozen=True)
 class Results:

@@ -24,11 +24,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from autoprumux import __version__
 from autoprumux.meta.models import GaussianProcessModel, PolynomialRidgeModel, SeparableModel
-from autoprumux.meta.results import Results
+from autoprumux.meta.results import TARGETS, Results
 
 MODELS_FILENAME = "performance_models.joblib"
 _FORMAT = 1
-TARGETS = ("accuracy", "throughput")
 
 
 def default_candidates() -> dict[str, object]:
@@ -203,8 +202,14 @@ def models_path(results: Results) -> Path:
 
 
 def save_models(models: FittedModels, path: str | os.PathLike) -> Path:
-    """Write `models` with joblib, atomically (temporary file, then rename)."""
+    """Write `models` with joblib, atomically (temporary file, then rename), and their array
+    form (`compiled.save_compiled`) beside them for a quick `recommend`."""
+    from autoprumux.meta.compiled import COMPILED_FILENAME, save_compiled
+
     path = Path(path)
+    stale = path.with_name(COMPILED_FILENAME)
+    if stale.exists():
+        stale.unlink()  # never leave arrays of older models next to new ones
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -213,6 +218,7 @@ def save_models(models: FittedModels, path: str | os.PathLike) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    save_compiled(models, stale)
     return path
 
 

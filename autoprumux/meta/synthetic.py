@@ -83,3 +83,35 @@ def synthetic_table(
             "seed": np.tile(np.arange(repeats), len(grid) // max(repeats, 1)),
         }
     )
+
+
+def _main(argv: Sequence[str] | None = None) -> None:
+    """`python -m autoprumux.meta.synthetic OUT.csv [--accuracy-noise 0.003] ...` writes a table."""
+    import argparse
+
+    from autoprumux.table import write_table
+
+    parser = argparse.ArgumentParser(prog="python -m autoprumux.meta.synthetic", description=_main.__doc__)
+    parser.add_argument("out", help="CSV path to write")
+    parser.add_argument("--mux", default="1,2,5,10", help="N values (default 1,2,5,10)")
+    parser.add_argument("--sparsity", default="0,0.5,0.6,0.7,0.8,0.9", help="target sparsities")
+    parser.add_argument("--accuracy-noise", type=float, default=0.0, help="accuracy noise std (fraction)")
+    parser.add_argument("--throughput-noise", type=float, default=0.0, help="relative throughput noise std")
+    parser.add_argument("--sparsity-jitter", type=float, default=0.0, help="measured-sparsity noise std")
+    parser.add_argument("--repeats", type=int, default=1, help="rows per grid point")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    table = synthetic_table(
+        mux=[int(v) for v in args.mux.split(",")],
+        sparsity=[float(v) for v in args.sparsity.split(",")],
+        accuracy_noise=args.accuracy_noise,
+        throughput_noise=args.throughput_noise,
+        sparsity_jitter=args.sparsity_jitter,
+        repeats=args.repeats,
+        seed=args.seed,
+    )
+    write_table(table, args.out)
+
+
+if __name__ == "__main__":
+    _main()

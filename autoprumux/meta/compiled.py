@@ -1,0 +1,234 @@
+"""Fitted performance models as plain arrays, so `recommend` can predict without scikit-learn.
+
+Importing scikit-learn costs about a second of CPU, most of `recommend`'s start-up. `save_models`
+therefore also writes `performance_models.npz` beside the table: each chosen model's parameters
+as numpy arrays (no pickle), and this module predicts from them with numpy alone: the separable
+model's formula, the ridge pipeline's standardise -> polynomial -> standardise -> linear map, and
+the GP posterior mean and std (Matern with nu in {0.5, 1.5, 2.5, inf} + white noise on the
+linear-trend residual). `tests/test_meta_models.py` checks the results equal scikit-learn's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from autoprumux import __version__
+from autoprumux.meta.results import TARGETS, Results
+
+COMPILED_FILENAME = "performance_models.npz"
+_FORMAT = 1
+_MATERN = {
+    0.5: lambda d: np.exp(-d),
+    1.5: lambda d: (1.0 + np.sqrt(3.0) * d) * np.exp(-np.sqrt(3.0) * d),
+    2.5: lambda d: (1.0 + np.sqrt(5.0) * d + 5.0 / 3.0 * d**2) * np.exp(-np.sqrt(5.0) * d),
+    np.inf: lambda d: np.exp(-0.5 * d**2),
+}
+
+
+def _features(X: np.ndarray) -> np.ndarray:
+    # the same coordinates as autoprumux.meta.models.mux_sparsity_features (kept import-free)
+    return np.column_stack([np.log(X[:, 0]), -np.log1p(-X[:, 1])])
+
+
+class CompiledTarget:
+    """One target's chosen model as arrays; `predict(X)` -> (mean, std) like `TargetModel`."""
+
+    def __init__(self, kind: str, arrays: dict[str, np.ndarray], std_source: str, cv_rmse: float):
+        self.kind, self.arrays, self.std_source, self.cv_rmse = kind, arrays, std_source, cv_rmse
+
+    def predict(self, X) -> tuple[np.ndarray, np.ndarray]:
+        F = _features(np.asarray(X, dtype=float))
+        mean, std = getattr(self, f"_predict_{self.kind}")(F)
+        if self.std_source == "cv":
+            return mean, np.full(len(mean), self.cv_rmse)
+        return mean, np.maximum(std, self.cv_rmse)
+
+    def _predict_separable(self, F):
+        a = self.arrays
+        p, q = float(a["mux_power"]), float(a["sparsity_power"])
+        mux_term = F[:, 0] if abs(p) < 1e-9 else np.expm1(p * F[:, 0]) / p
+        columns = [np.ones(len(F)), mux_term, F[:, 1] ** q]
+        if len(a["coef"]) == 4:
+            columns.append(mux_term * F[:, 1] ** q)
+        return np.column_stack(columns) @ a["coef"], np.full(len(F), float(a["residual_std"]))
+
+    def _predict_ridge(self, F):
+        a = self.arrays
+        Z = (F - a["mean1"]) / a["scale1"]
+        P = np.prod(Z[:, None, :] ** a["powers"][None, :, :], axis=2)
+        mean = ((P - a["mean2"]) / a["scale2"]) @ a["coef"] + float(a["intercept"])
+        return mean, np.full(len(F), float(a["residual_std"]))
+
+    def _predict_gp(self, F):
+        a = self.arrays
+        Z = (F - a["mean"]) / a["scale"]
+        trend = (
+            Z @ a["trend_coef"] + float(a["trend_intercept"]) if a["trend_coef"].size else np.zeros(len(Z))
+        )
+        if not a["X_train"].size:
+            return trend, np.zeros(len(Z))
+        diff = (Z[:, None, :] - a["X_train"][None, :, :]) / a["length_scale"]
+        k = float(a["constant"]) * _MATERN[float(a["nu"])](np.sqrt((diff**2).sum(axis=2)))
+        mean = k @ a["alpha"]
+        v = np.linalg.solve(a["L"], k.T)  # L is lower triangular
+        var = np.maximum(float(a["constant"]) + float(a["noise"]) - (v**2).sum(axis=0), 0.0)
+        y_mean, y_std = float(a["y_mean"]), float(a["y_std"])
+        return trend + y_mean + y_std * mean, y_std * np.sqrt(var)
+
+
+class CompiledModels:
+    """Light stand-in for `FittedModels` with what `recommend` needs: `predict` and `summary`."""
+
+    def __init__(self, targets: dict[str, CompiledTarget], summary: dict, fingerprint: str):
+        self.accuracy, self.throughput = targets["accuracy"], targets["throughput"]
+        self._summary, self.fingerprint = summary, fingerprint
+
+    def predict(self, X) -> dict[str, np.ndarray]:
+        acc, acc_std = self.accuracy.predict(X)
+        log_thr, log_thr_std = self.throughput.predict(X)
+        return {
+            "accuracy": acc,
+            "accuracy_std": acc_std,
+            "log_throughput": log_thr,
+            "log_throughput_std": log_thr_std,
+        }
+
+    def summary(self) -> dict:
+        return dict(self._summary)
+
+
+def compile_target(target) -> tuple[str, dict[str, np.ndarray]] | None:
+    """The arrays of a fitted `TargetModel`'s estimator, or None for a model this module cannot
+    evaluate (then `recommend` falls back to the scikit-learn models)."""
+    from autoprumux.meta.models import GaussianProcessModel, PolynomialRidgeModel, SeparableModel
+
+    est = target.estimator
+    if isinstance(est, SeparableModel):
+        return "separable", {
+            "coef": est.coef_,
+            "mux_power": np.float64(est.mux_power_),
+            "sparsity_power": np.float64(est.sparsity_power_),
+            "residual_std": np.float64(est.residual_std_),
+        }
+    if isinstance(est, PolynomialRidgeModel):
+        scale1, poly, scale2, ridge = (step for _, step in est.pipeline_.steps)
+        return "ridge", {
+            "mean1": scale1.mean_, "scale1": scale1.scale_, "powers": poly.powers_.astype(float),
+            "mean2": scale2.mean_, "scale2": scale2.scale_, "coef": ridge.coef_,
+            "intercept": np.float64(ridge.intercept_), "residual_std": np.float64(est.residual_std_),
+        }  # fmt: skip
+    if isinstance(est, GaussianProcessModel):
+        return _compile_gp(est)
+    return None
+
+
+def _compile_gp(est) -> tuple[str, dict[str, np.ndarray]] | None:
+    arrays = {
+        "mean": est.scaler_.mean_,
+        "scale": est.scaler_.scale_,
+        "trend_coef": np.empty(0) if est.trend_ is None else est.trend_.coef_,
+        "trend_intercept": np.float64(0.0 if est.trend_ is None else est.trend_.intercept_),
+    }
+    if est.gp_ is None:
+        return "gp", {**arrays, "X_train": np.empty(0)}
+    gp, kernel = est.gp_, est.gp_.kernel_
+    try:
+        constant, matern, white = kernel.k1.k1, kernel.k1.k2, kernel.k2
+        ok = (
+            type(constant).__name__ == "ConstantKernel"
+            and type(matern).__name__ == "Matern"
+            and type(white).__name__ == "WhiteKernel"
+            and float(matern.nu) in _MATERN
+        )
+    except AttributeError:
+        ok = False
+    if not ok:
+        return None
+    return "gp", {
+        **arrays,
+        "X_train": gp.X_train_,
+        "alpha": gp.alpha_,
+        "L": gp.L_,
+        "length_scale": np.asarray(matern.length_scale, dtype=float),
+        "nu": np.float64(matern.nu),
+        "constant": np.float64(constant.constant_value),
+        "noise": np.float64(white.noise_level),
+        "y_mean": np.float64(np.ravel(gp._y_train_mean)[0]),
+        "y_std": np.float64(np.ravel(gp._y_train_std)[0]),
+    }
+
+
+def compiled_path(results: Results) -> Path:
+    """Where the arrays of a table's models are saved: `performance_models.npz` beside it."""
+    return Path(results.source).parent / COMPILED_FILENAME
+
+
+def save_compiled(models, path: str | os.PathLike) -> Path | None:
+    """Write the chosen models of `models` (`FittedModels`) as arrays to `path` (atomically);
+    returns None, writing nothing, when a chosen model has no array form."""
+    path = Path(path)
+    payload: dict[str, np.ndarray] = {}
+    header = {
+        "format": _FORMAT,
+        "version": __version__,
+        "fingerprint": models.fingerprint,
+        "summary": models.summary(),
+    }
+    for target in TARGETS:
+        chosen = getattr(models, target)
+        compiled = compile_target(chosen)
+        if compiled is None:
+            return None
+        kind, arrays = compiled
+        header[target] = {"kind": kind, "std_source": chosen.std_source, "cv_rmse": chosen.cv_rmse}
+        payload.update({f"{target}.{name}": np.asarray(value, dtype=float) for name, value in arrays.items()})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, header=np.array(json.dumps(header)), **payload)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_compiled(results: Results) -> CompiledModels | None:
+    """The array form of this table's saved models, if present and fitted on exactly its rows."""
+    path = compiled_path(results)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            arrays = {key: data[key] for key in data.files if key != "header"}
+    except (OSError, ValueError, KeyError):
+        return None
+    if (header.get("format"), header.get("version"), header.get("fingerprint")) != (
+        _FORMAT,
+        __version__,
+        results.fingerprint,
+    ):
+        return None
+    targets = {}
+    for target in TARGETS:
+        info = header[target]
+        prefix = f"{target}."
+        own = {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
+        targets[target] = CompiledTarget(info["kind"], own, info["std_source"], float(info["cv_rmse"]))
+    summary = {**header["summary"], "table": results.source}
+    return CompiledModels(targets, summary, results.fingerprint)
+
+
+def load_models_for_recommend(results: Results) -> tuple[object, str]:
+    """The quickest models that fit this table: the saved arrays (no scikit-learn import), else
+    `selection.load_or_fit_models` (saved or freshly fitted and saved). Returns (models, note)."""
+    compiled = load_compiled(results)
+    if compiled is not None:
+        return compiled, f"models loaded from {compiled_path(results)}"
+    from autoprumux.meta.selection import load_or_fit_models
+
+    return load_or_fit_models(results)
