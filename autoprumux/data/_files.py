@@ -280,8 +280,8 @@ def load_files(
     train = _subset(train, train_size, "train")
     validation = _subset(validation, eval_size, "validation")
     test = _subset(test, eval_size, "test")
-    for raw, table in ((train, train_table), (validation, val_table or train_table)):
-        if "" in raw.labels:
+    for raw, table in ((train, train_table), (validation, val_table or train_table), (test, test_table)):
+        if raw is not None and "" in raw.labels:
             raise DataError(f"{str(table.path)!r} has rows with an empty {label!r} label")
     names = _label_vocabulary([s for s in (train, validation, test) if s is not None], layout.label_names)
     return TaskData(
