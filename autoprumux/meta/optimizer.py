@@ -150,7 +150,10 @@ def candidate_configurations(
             .rename(columns={"accuracy": "measured_accuracy", "throughput": "measured_throughput"})
             .assign(measured=True)
         )
-    frame = pd.concat([p for p in parts if not p.empty], ignore_index=True)
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        raise SpecError("no candidate configurations: give at least one mux choice and one sparsity choice")
+    frame = pd.concat(parts, ignore_index=True)
     frame = frame.sort_values(["mux", "sparsity"], ignore_index=True)
     frame["measured"] = frame["measured"].astype(bool)
     frame["mux"] = frame["mux"].astype(int)

@@ -31,7 +31,7 @@ def format_fit(models: FittedModels) -> str:
             rows.append([target, r.model + (" *" if r.chosen else ""), f"{r.error:.3f}", r.unit])
     lines = [
         f"table: {models.source} ({models.n_rows} rows, {models.n_configurations} configurations)",
-        "leave-one-configuration-out cross-validation (* = chosen):",
+        f"{_scheme(models)} cross-validation (* = chosen):",
         "",
         _table(["target", "model", "cv error", "unit"], rows),
     ]
@@ -40,6 +40,12 @@ def format_fit(models: FittedModels) -> str:
         spread = "its own predictive std" if chosen.std_source == "native" else "the CV residual spread"
         lines.append(f"{target}: {chosen.name}, uncertainty from {spread}")
     return "\n".join(lines)
+
+
+def _scheme(models: FittedModels) -> str:
+    if models.folds >= models.n_configurations:
+        return "leave-one-configuration-out"
+    return f"grouped {models.folds}-fold (whole configurations held out)"
 
 
 def _estimate_row(label: str, e: ConfigEstimate) -> list[str]:
@@ -76,7 +82,7 @@ def format_recommendation(rec: Recommendation) -> str:
     rows += [_estimate_row(f"runner-up {i}", alt) for i, alt in enumerate(rec.alternatives, 1)]
     lines = [f"table: {rec.models['table']}", floor_text, ""]
     if not rec.feasible:
-        lines += [f"no configuration meets the budget: {rec.reason}", ""]
+        lines += [f"infeasible: {rec.reason}", ""]
     lines.append(_table(header, rows))
     lines += ["", _models_line(rec.models)]
     lines += [f"warning: {w}" for w in rec.warnings]

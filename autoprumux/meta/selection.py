@@ -80,6 +80,7 @@ class FittedModels:
     n_configurations: int
     X: np.ndarray = field(repr=False)
     y: dict[str, np.ndarray] = field(repr=False)
+    folds: int = 0  # cross-validation folds (= n_configurations: leave-one-configuration-out)
     format: int = _FORMAT
     version: str = __version__
 
@@ -193,6 +194,7 @@ def fit_performance_models(
         n_configurations=len(results.configurations),
         X=X,
         y=y,
+        folds=int(groups.max()) + 1,
     )
 
 
