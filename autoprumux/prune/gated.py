@@ -32,6 +32,11 @@ class _GateState:
 
     def __init__(self) -> None:
         self.masks: GateMasks | None = None
+        self.kept_hidden: torch.LongTensor | None = None  # indices of the non-zero hidden gates
+
+    def set(self, masks: GateMasks | None) -> None:
+        self.masks = masks
+        self.kept_hidden = None if masks is None else torch.nonzero(masks.hidden, as_tuple=True)[0]
 
 
 class GatedLayerNorm(nn.LayerNorm):
@@ -48,17 +53,18 @@ class GatedLayerNorm(nn.LayerNorm):
         self._state = state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        masks = self._state.masks
+        masks, kept = self._state.masks, self._state.kept_hidden
         if masks is None:
             return super().forward(x)
-        hidden = masks.hidden.to(x.dtype)
-        kept = torch.nonzero(hidden, as_tuple=True)[0]
+        hidden = masks.hidden
         if kept.numel() == hidden.numel():
-            return super().forward(x) * hidden
+            normed = super().forward(x)
+            return normed * hidden.to(normed.dtype)
         normed = F.layer_norm(
             x.index_select(-1, kept), (kept.numel(),), self.weight[kept], self.bias[kept], self.eps
         )
-        return x.new_zeros(x.shape).index_copy(-1, kept, normed * hidden[kept])
+        scaled = normed * hidden[kept].to(normed.dtype)  # under autocast, layer_norm returns fp32
+        return scaled.new_zeros((*x.shape[:-1], hidden.numel())).index_copy(-1, kept, scaled)
 
 
 def _bert_of(model: nn.Module) -> nn.Module:
@@ -117,7 +123,7 @@ class GatedModel:
         for parent, name, original in self._replaced:
             setattr(parent, name, original)
         self._handles, self._replaced = [], []
-        self._state.masks = None
+        self._state.set(None)
 
     def __enter__(self) -> GatedModel:
         return self.attach()
@@ -133,7 +139,7 @@ class GatedModel:
 
     def _draw_masks(self, module, args, kwargs=None):
         device = next(self.model.parameters()).device
-        self._state.masks = self.current_masks().to(device)
+        self._state.set(self.current_masks().to(device))
 
     def _hook_layer(self, index: int, layer: nn.Module) -> None:
         state = self._state
