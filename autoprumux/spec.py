@@ -69,8 +69,8 @@ class MuxSettings:
 class WarmupSettings:
     """Token-retrieval warm-up, run before task training when N > 1 (epochs = 0 skips it)."""
 
-    epochs: float = 2.0
-    batch_size: int = 32
+    epochs: float = 4.0
+    batch_size: int = 16
     learning_rate: float = 1e-3
     warmup_ratio: float = 0.1
     retrieval_fraction: float = 1.0  # fraction of positions scored
@@ -80,9 +80,9 @@ class WarmupSettings:
 class FinetuneSettings:
     """Task fine-tuning of the multiplexed model: the s = 0 point and the pruning teacher."""
 
-    epochs: float = 3.0
+    epochs: float = 10.0
     batch_size: int = 32
-    learning_rate: float = 5e-5
+    learning_rate: float = 5e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     grad_accum: int = 1

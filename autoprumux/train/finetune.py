@@ -32,6 +32,35 @@ from autoprumux.train.stage_io import (
 
 WEIGHT_DECAY_WARMUP = 0.01
 
+#: Modules on top of the encoder: the multiplexed model's "head".
+HEAD_PREFIXES = ("demultiplexer.", "bert.pooler.", "classifier.", "retrieval_head.")
+
+#: Learning rate of the head relative to the encoder's during task fine-tuning at N > 1. With
+#: the same rate the from-scratch multiplexed models stay at chance: the demultiplexer MLP, pooler
+#: and classifier re-orient faster than the encoder can learn to gather each instance's content at
+#: the classification position, so the encoder never sees a steady target. A head 10x slower than
+#: the encoder lets it (measured on synthetic-sentiment, tiny preset; see the issue report).
+HEAD_LR_SCALE = 0.1
+
+
+def finetune_param_groups(model, learning_rate: float, weight_decay: float, head_lr_scale: float) -> list[dict]:
+    """AdamW groups for fine-tuning: the head at `learning_rate * head_lr_scale`, the rest at `learning_rate`.
+
+    Matrices get `weight_decay`, biases and LayerNorm weights none.
+    """
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            groups.setdefault((name.startswith(HEAD_PREFIXES), parameter.dim() >= 2), []).append(parameter)
+    return [
+        {
+            "params": params,
+            "lr": learning_rate * (head_lr_scale if is_head else 1.0),
+            "weight_decay": weight_decay if decays else 0.0,
+        }
+        for (is_head, decays), params in sorted(groups.items())
+    ]
+
 
 def _device(device) -> torch.device:
     return device if isinstance(device, torch.device) else resolve_device(device)
@@ -171,6 +200,7 @@ def run_finetune(
         logs = {"task_loss": float(output.loss.detach()), "retrieval_loss": float(output.retrieval_loss.detach())}
         return output.loss + coeff * output.retrieval_loss, logs
 
+    head_lr_scale = getattr(finetune, "head_lr_scale", HEAD_LR_SCALE) if stage.mux > 1 else 1.0
     result = train_loop(
         model,
         epoch_batches(data.train, stage.mux, finetune.batch_size, settings.seed),
@@ -178,7 +208,7 @@ def run_finetune(
         epochs=finetune.epochs,
         steps_per_epoch=steps_per_epoch(data.train, stage.mux, finetune.batch_size),
         learning_rate=finetune.learning_rate,
-        weight_decay=finetune.weight_decay,
+        param_groups=finetune_param_groups(model, finetune.learning_rate, finetune.weight_decay, head_lr_scale),
         grad_accum=finetune.grad_accum,
         warmup_ratio=finetune.warmup_ratio,
         evaluate=lambda m: evaluate_accuracy(m, data.validation, stage.mux, finetune.batch_size, device),
