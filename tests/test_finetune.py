@@ -213,3 +213,17 @@ def test_sparsity_without_pruning_stages_is_a_clear_error(capsys, tmp_path):
         pytest.skip("the pruning stages exist")
     status, _, err = run_cli(capsys, "--task", "synthetic-sentiment", "--sparsity", "0.5", "--out", str(tmp_path / "r"))
     assert status == 2 and "sparsity" in err and err.count("\n") == 1
+
+
+def test_finetune_groups_slow_down_the_multiplexed_head(tiny_model):
+    from autoprumux.train.finetune import finetune_param_groups
+
+    model = tiny_model(mux_width=2)
+    groups = finetune_param_groups(model, 1e-3, 0.01, head_lr_scale=0.1)
+    grouped = [p for g in groups for p in g["params"]]
+    assert len(grouped) == len(list(model.parameters())) == len({id(p) for p in grouped})
+    rate = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert rate[id(model.classifier.weight)] == rate[id(model.demultiplexer.keys)] == pytest.approx(1e-4)
+    assert rate[id(model.bert.encoder.layer[0].attention.self.query.weight)] == 1e-3
+    decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    assert decay[id(model.classifier.weight)] == 0.01 and decay[id(model.classifier.bias)] == 0.0
