@@ -136,11 +136,11 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if self.config.mux_width == 1:
-            pooled, hidden_states, encoded, states = self._forward_plain(
+            pooled, hidden_states, encoded = self._forward_plain(
                 input_ids, attention_mask, token_type_ids, output_hidden_states
             )
         else:
-            pooled, hidden_states, encoded, states = self._forward_mux(
+            pooled, hidden_states, encoded = self._forward_mux(
                 input_ids, attention_mask, token_type_ids, output_hidden_states
             )
         logits = self.classifier(self.dropout(pooled))
@@ -148,7 +148,7 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
         if labels is not None:
             output.loss = classification_loss(logits, labels, valid)
         if retrieval:
-            self._add_retrieval(output, encoded, states, input_ids, attention_mask, retrieval_fraction)
+            self._add_retrieval(output, encoded, input_ids, attention_mask, retrieval_fraction)
         return output
 
     def _encode(
@@ -171,7 +171,7 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
         )
         encoded, hidden_states = self._encode(embedded, attention_mask[:, 0], output_hidden_states)
         pooled = self.bert.pooler.activation(self.bert.pooler.dense(encoded[:, 0]))
-        return pooled.unsqueeze(1), hidden_states, encoded, None
+        return pooled.unsqueeze(1), hidden_states, encoded
 
     def _forward_mux(self, input_ids, attention_mask, token_type_ids, output_hidden_states):
         """N > 1: embed each instance, mix, encode once, demultiplex every instance's [CLS]."""
@@ -196,27 +196,18 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
         encoded, hidden_states = self._encode(mixed, attention_mask.amax(dim=1), output_hidden_states)
         states = self.demultiplexer(encoded)  # [B, N, d]
         pooled = self.bert.pooler.activation(self.bert.pooler.dense(states))
-        return pooled, hidden_states, encoded, states
+        return pooled, hidden_states, encoded
 
-    def _add_retrieval(self, output, encoded, first_states, input_ids, attention_mask, fraction) -> None:
-        """Token retrieval: recover the instances' tokens from their demultiplexed states.
-
-        At each token position t a random instance r(t) is chosen and its token at t is predicted
-        from r(t)'s demultiplexed state at t (padding and special tokens are not scored). The first
-        position, the one classification reads and where every instance holds the same [CLS], is
-        scored too: there each instance predicts a random word of its own input (a bag-of-words
-        summary), which teaches the encoder to gather every instance's content at that position.
-        `retrieval_loss` is the sum of the two mean cross-entropies; `retrieval_logits` /
-        `retrieval_labels` cover the token positions only (token-retrieval accuracy).
-        """
+    def _add_retrieval(self, output, encoded, input_ids, attention_mask, fraction) -> None:
+        """Token retrieval: at each position, predict a random instance's token from its demuxed state."""
         if self.retrieval_head is None:
             raise ValueError("retrieval=True needs N > 1 and a model built with retrieval_head=True")
         batch, width, length = input_ids.shape
-        ignore = torch.tensor(self.config.retrieval_ignore_ids or [self.config.pad_token_id or 0], device=input_ids.device)
-        words = attention_mask.bool() & ~torch.isin(input_ids, ignore)  # [B, N, T]
         instance = torch.randint(width, (batch, length), device=input_ids.device)
         targets = input_ids.gather(1, instance.unsqueeze(1)).squeeze(1)  # [B, T]
-        scored = words.gather(1, instance.unsqueeze(1)).squeeze(1)
+        scored = attention_mask.gather(1, instance.unsqueeze(1)).squeeze(1).bool()
+        ignore = self.config.retrieval_ignore_ids or [self.config.pad_token_id or 0]
+        scored &= ~torch.isin(targets, torch.tensor(ignore, device=targets.device))
         if fraction < 1.0:
             scored &= torch.rand(batch, length, device=targets.device) < fraction
         states = self.demultiplexer(encoded, instance=instance)  # [B, T, d]
@@ -224,16 +215,9 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
         labels = targets[scored]
         output.retrieval_logits = logits
         output.retrieval_labels = labels
-        loss = F.cross_entropy(logits.float(), labels) if labels.numel() else logits.sum() * 0.0
-        # the classification position: one random word of each instance
-        flat_words = words.flatten(0, 1).float()  # [B * N, T]
-        has_words = flat_words.sum(-1) > 0
-        if has_words.any():
-            picked = torch.multinomial(flat_words[has_words], 1)
-            summary_labels = input_ids.flatten(0, 1)[has_words].gather(1, picked).squeeze(1)
-            summary_logits = self.retrieval_head(first_states.flatten(0, 1)[has_words])
-            loss = loss + F.cross_entropy(summary_logits.float(), summary_labels)
-        output.retrieval_loss = loss
+        output.retrieval_loss = (
+            F.cross_entropy(logits.float(), labels) if labels.numel() else logits.sum() * 0.0
+        )
 
     # -- what users ask of a model -------------------------------------------------------------
 

@@ -131,8 +131,8 @@ def train_loop(
     model.to(device).train()
     groups = param_groups if param_groups is not None else default_param_groups(model, weight_decay)
     optimizer = torch.optim.AdamW(groups, lr=learning_rate)
-    total_batches = max(1, math.ceil(epochs * steps_per_epoch))
-    total_steps = math.ceil(total_batches / grad_accum)
+    total_batches = math.ceil(epochs * steps_per_epoch)
+    total_steps = max(1, math.ceil(total_batches / grad_accum))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_schedule(round(warmup_ratio * total_steps), total_steps)
     )
@@ -148,7 +148,7 @@ def train_loop(
     bar = tqdm(total=total_batches, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
-    for epoch in range(math.ceil(total_batches / max(1, steps_per_epoch))):
+    for epoch in range(max(1, math.ceil(total_batches / max(1, steps_per_epoch)))):  # epochs = 0: evaluate only
         sums: dict[str, float] = {}
         count = 0
         for batch in batches(epoch):

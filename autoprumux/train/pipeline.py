@@ -35,7 +35,7 @@ def stage_functions() -> dict[str, StageFunction]:
 
 
 def code_version() -> str:
-    """The git commit of the source tree (short hash, `+dirty` when modified), else the package version."""
+    """The git commit of the source tree (`git rev-parse --short HEAD`), else the package version."""
     from autoprumux import __version__
 
     root = Path(__file__).resolve().parents[2]
