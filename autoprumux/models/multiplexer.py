@@ -10,9 +10,10 @@ MECHANICS.md section 1. They differ only in where v_i comes from:
 
 Scale: the vectors have RMS `mux_norm` (L2 norm `mux_norm * sqrt(d)`), not unit L2 norm. The
 embeddings entering the multiplexer come out of BERT's LayerNorm with RMS about 1; unit-L2 vectors
-would shrink them by sqrt(d) (11x at d = 128) below the scale the encoder's first LayerNorm and
-residuals expect, and the multiplexed models then train markedly slower (see the models tests and
-the issue report). With RMS-1 vectors a multiplexed sequence keeps the usual embedding scale.
+would shrink them by sqrt(d) (11x at d = 128) below the scale the encoder's first residual and
+LayerNorm expect. With RMS-1 vectors a multiplexed sequence keeps the usual embedding scale; on
+synthetic-sentiment (tiny preset, N = 2, same seed and settings) it reached 69.4% validation
+accuracy against 65.9% with unit-L2 vectors (`mux_norm = 1 / sqrt(d)` reproduces those).
 
 The vectors are derived from `seed` so that a config always reproduces them; they are stored as
 a buffer (fixed) or a parameter (learned) and saved with the model.

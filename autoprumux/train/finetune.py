@@ -38,8 +38,10 @@ HEAD_PREFIXES = ("demultiplexer.", "bert.pooler.", "classifier.", "retrieval_hea
 #: Learning rate of the head relative to the encoder's during task fine-tuning at N > 1. With
 #: the same rate the from-scratch multiplexed models stay at chance: the demultiplexer MLP, pooler
 #: and classifier re-orient faster than the encoder can learn to gather each instance's content at
-#: the classification position, so the encoder never sees a steady target. A head 10x slower than
-#: the encoder lets it (measured on synthetic-sentiment, tiny preset; see the issue report).
+#: the classification position, so the encoder never sees a steady target (the same happens to a
+#: plain N = 1 model given one extra small-initialised layer before its pooler). Measured on
+#: synthetic-sentiment, tiny preset, N = 2, 8 epochs at 5e-4 after a 1-epoch warm-up: head scale
+#: 1.0 -> 50%, 0.3 -> 56%, 0.1 -> 73.5%, 0.03 -> 65.7% validation accuracy.
 HEAD_LR_SCALE = 0.1
 
 
