@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,26 +167,34 @@ def read_table(path: str | os.PathLike, required: Sequence[str] = MINIMAL_COLUMN
     return validate_table(frame, required=required, source=str(path))
 
 
-def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a table atomically: a temporary file in the same folder, then a rename."""
+def _write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call `write(tmp)` on a temporary file in `path`'s folder, then rename it to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ordered = [c for c in COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in COLUMNS]
-    frame = frame[ordered]
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            if path.suffix == ".parquet":
-                handle.close()
-                frame.to_parquet(tmp, index=False)
-            else:
-                frame.to_csv(handle, index=False)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a table atomically: a temporary file in the same folder, then a rename."""
+    ordered = [c for c in COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in COLUMNS]
+    frame = frame[ordered]
+    if Path(path).suffix == ".parquet":
+        return _write_atomically(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    return _write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file (UTF-8) atomically, like `write_table`."""
+    return _write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def rows_to_frame(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:

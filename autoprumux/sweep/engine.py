@@ -26,8 +26,9 @@ from pathlib import Path
 import optuna
 
 from autoprumux.spec import SweepSpec
-from autoprumux.sweep.export import export_table
+from autoprumux.sweep.export import results_frame
 from autoprumux.sweep.plan import plan_sweep
+from autoprumux.sweep.provenance import write_provenance
 from autoprumux.sweep.storage import open_storage, redact_url, sqlite_path
 from autoprumux.sweep.store import stage_counts
 from autoprumux.sweep.study import (
@@ -38,6 +39,7 @@ from autoprumux.sweep.study import (
     trials_by_point,
 )
 from autoprumux.sweep.worker import Pipeline, Reporter, WorkerReport, _quiet, fail_dead_workers_trials, work
+from autoprumux.table import write_table
 
 
 def _quiet_optuna() -> None:
@@ -264,7 +266,8 @@ def run_sweep(
     `workers` > 1 starts that many local worker processes (see `local_workers`); 1 works in this
     process. `pipeline` replaces `autoprumux.train.pipeline.train_configuration` (same signature;
     for custom pipelines and tests; it must be picklable when `workers` > 1). Returns when no
-    point is waiting or running; the table is exported after every finished trial and at the end.
+    point is waiting or running; the table is exported after every finished trial and at the end,
+    when `results/<name>/README.md` (how the table was produced, `sweep.provenance`) is rewritten too.
     """
     report = progress or _quiet
     start = time.monotonic()
@@ -284,9 +287,12 @@ def run_sweep(
         else:
             exit_codes = _run_local_workers(spec, workers, device, pipeline, report)
     finally:
-        export_table(spec, study)
+        frame = results_frame(spec, study)
+        write_table(frame, spec.table_path)
+    status = sweep_status(spec)
+    write_provenance(spec, frame, stages_built=status.stages_built, stages_reused=status.stages_reused)
     return SweepSummary(
-        status=sweep_status(spec),
+        status=status,
         queued=len(queued),
         workers=workers,
         wall_s=time.monotonic() - start,
