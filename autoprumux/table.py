@@ -121,7 +121,7 @@ def validate_table(
                 f"first at row {int(rows.index[nan][0])}"
             )
     _check_range(rows, "accuracy", 0.0, 1.0, source)
-    _check_range(rows, "sparsity", 0.0, 1.0, source, upper_open=True)
+    _check_range(rows, "sparsity", 0.0, 1.0, source)  # measured: 1 = every prunable weight removed
     _check_range(rows, "sparsity_target", 0.0, 1.0, source, upper_open=True)
     if "mux" in rows and (rows["mux"].dropna() < 1).any():
         raise TableError(f"{source}: column 'mux' must hold integers >= 1; got {rows['mux'].min()}")
@@ -138,7 +138,7 @@ def _check_range(rows, name, low, high, source, upper_open=False):
     if bad.any():
         accepted = f"[{low:g}, {high:g})" if upper_open else f"[{low:g}, {high:g}]"
         raise TableError(
-            f"{source}: column {name!r} must be a fraction in {accepted}; got {values[bad].iloc[0]!r}"
+            f"{source}: column {name!r} must be a fraction in {accepted}; got {float(values[bad].iloc[0])!r}"
         )
 
 

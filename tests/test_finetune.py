@@ -206,15 +206,6 @@ def test_train_end_to_end_writes_model_and_metrics(capsys, tmp_path):
     assert status == 0 and all(s["reused"] for s in again["stages"]) and again["duration_s"] == 0
 
 
-def test_sparsity_without_pruning_stages_is_a_clear_error(capsys, tmp_path):
-    from autoprumux.train.pipeline import stage_functions
-
-    if "prune" in stage_functions():
-        pytest.skip("the pruning stages exist")
-    status, _, err = run_cli(capsys, "--task", "synthetic-sentiment", "--sparsity", "0.5", "--out", str(tmp_path / "r"))
-    assert status == 2 and "sparsity" in err and err.count("\n") == 1
-
-
 def test_finetune_groups_slow_down_the_multiplexed_head(tiny_model):
     from autoprumux.train.finetune import finetune_param_groups
 

@@ -147,6 +147,17 @@ def test_grid_identity_uses_sparsity_target_and_features_use_measured():
     assert len(no_target.configurations) > len(results.configurations)  # each jittered row is its own point
 
 
+def test_a_fully_pruned_encoder_is_modelled_at_the_feature_ceiling():
+    from autoprumux.meta.results import MAX_FEATURE_SPARSITY
+
+    table = synthetic_table(mux=(1, 2), sparsity=(0.0, 0.5, 0.9))
+    table.loc[(table.mux == 2) & (table.sparsity_target == 0.9), "sparsity"] = 1.0  # measured: nothing left
+    results = results_from_frame(table)
+    assert results.rows["sparsity"].max() == MAX_FEATURE_SPARSITY
+    models = fit_performance_models(results)
+    assert np.isfinite(recommend(results, 0.03, models=models).recommendation.accuracy)
+
+
 def test_baseline_override_and_missing_baseline():
     table = synthetic_table(mux=(2, 5), sparsity=(0.0, 0.5))
     with pytest.raises(TableError, match="no baseline row"):

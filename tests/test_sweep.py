@@ -182,6 +182,15 @@ def test_sweep_completes_resumes_and_never_reruns(tmp_path):
     assert stage_counts(spec.artifacts_path).built == counts.built
     assert "done 4, running 0, waiting 0, failed 0" in format_status(sweep_status(spec))
 
+    # The table's README says how it was produced, from the measured rows.
+    readme = (spec.results_path / "README.md").read_text()
+    assert f"autoprumux sweep {spec.source}" in readme and table.code_version.iloc[0] in readme
+    assert table.hardware.iloc[0] in readme and "grid points done: 4 of 4" in readme
+    assert f"{counts.built} trained, {counts.reused} reused" in readme
+    summary_rows = [line for line in readme.splitlines() if line.startswith("| 2 | 0.50 |")]
+    measured = table[(table.mux == 2) & (table.sparsity_target == 0.5)].iloc[0]
+    assert len(summary_rows) == 1 and f"{measured.accuracy:.4f}" in summary_rows[0]
+
 
 def test_two_workers_complete_the_grid_without_duplicates(tmp_path):
     spec = load_spec(write_spec(tmp_path, "two"))

@@ -44,6 +44,8 @@ def test_round_trip_and_append(tmp_path):
         (pd.DataFrame([row(accuracy=93.0)]), "fraction"),
         (pd.DataFrame([row(mux="two")]), "'mux' must hold numbers"),
         (pd.DataFrame([row(mux=0)]), "integers >= 1"),
+        (pd.DataFrame([row(sparsity=1.01)]), "'sparsity' must be a fraction in [0, 1]"),
+        (pd.DataFrame([row(sparsity_target=1.0, sparsity=0.9)]), "'sparsity_target' must be a fraction in [0, 1)"),
     ],
 )
 def test_invalid_tables(tmp_path, frame, needle):
@@ -76,3 +78,9 @@ def test_failed_write_keeps_the_old_table(tmp_path, monkeypatch):
         write_table(pd.DataFrame([row(mux=2)]), path)
     assert path.read_text() == before
     assert not list(tmp_path.glob(".t.csv.*"))
+
+
+def test_a_fully_pruned_encoder_is_a_valid_measurement(tmp_path):
+    path = tmp_path / "t.csv"
+    write_table(pd.DataFrame([row(), row(mux=2, sparsity_target=0.95, sparsity=1.0)]), path)
+    assert read_table(path)["sparsity"].max() == 1.0

@@ -2,7 +2,9 @@
 
 A grid point (configuration) is identified by `(mux, sparsity_target)` when the table records a
 target, else by `(mux, sparsity)`; repeats (seeds) of one point are averaged. The models use the
-*measured* `sparsity` as their feature, the identity is only used to group rows.
+*measured* `sparsity` as their feature, the identity is only used to group rows. A measured
+sparsity of 1 (the pruning removed the whole encoder) is modelled at `MAX_FEATURE_SPARSITY`,
+since the models' feature -log(1 - s) is infinite at 1.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ DEFAULT_PATTERN = "results/*/trials.csv"
 
 #: The modelled quantities: accuracy (fraction) and throughput (examples/s, modelled as its log).
 TARGETS = ("accuracy", "throughput")
+#: Largest sparsity the models see (-log(1 - s) = 4.6); a fully pruned encoder sits there.
+MAX_FEATURE_SPARSITY = 0.99
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ def results_from_frame(
     if rows.empty:
         raise TableError(f"{source}: no finished rows (status COMPLETE) to model")
     rows["mux"] = rows["mux"].astype(float)
+    rows["sparsity"] = rows["sparsity"].astype(float).clip(upper=MAX_FEATURE_SPARSITY)
     identity = rows["sparsity_target"] if "sparsity_target" in rows.columns else rows["sparsity"]
     rows["config_sparsity"] = identity.fillna(rows["sparsity"]).astype(float).round(6)
     rows = rows.reset_index(drop=True)
