@@ -24,7 +24,7 @@ import torch
 from autoprumux.bench import measure_throughput, resolve_device
 from autoprumux.models import MuxBertConfig, MuxBertForSequenceClassification
 from autoprumux.models.presets import SCRATCH_PRESETS
-from autoprumux.prune.size import full_prunable_parameter_count, prunable_parameter_count
+from autoprumux.prune.size import full_prunable_parameter_count, measured_sparsity, prunable_parameter_count
 
 
 def pruned_shape(config: MuxBertConfig, sparsity: float) -> dict:
@@ -63,14 +63,6 @@ def build_random_model(preset: str, mux_width: int, sparsity: float, vocab_size:
     return MuxBertForSequenceClassification(config).eval()
 
 
-def measured_sparsity_of(model) -> float:
-    config = model.config
-    heads = config.compact_heads or [config.num_attention_heads] * config.num_hidden_layers
-    ffn = config.compact_intermediate or [config.intermediate_size] * config.num_hidden_layers
-    kept = prunable_parameter_count(heads, ffn, config.encoder_hidden_size, config.head_size)
-    return 1 - kept / full_prunable_parameter_count(config)
-
-
 def run(args: argparse.Namespace) -> str:
     device = resolve_device(args.device)
     points = [(n, s) for n in args.mux for s in args.sparsity]
@@ -101,7 +93,7 @@ def run(args: argparse.Namespace) -> str:
         speedup = rate / base_rate
         ideal = flops[base] / flops[point]
         lines.append(
-            f"{point[0]:>3} {point[1]:>5.2f} {measured_sparsity_of(models[point]):>6.3f} "
+            f"{point[0]:>3} {point[1]:>5.2f} {measured_sparsity(models[point]):>6.3f} "
             f"{flops[point] / 1e6:>10.2f} {rate:>12,.0f} {spread:>6.0%} {speedup:>7.2f}x {ideal:>6.2f}x "
             f"{speedup / ideal:>6.0%}"
         )
