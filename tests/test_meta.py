@@ -158,6 +158,38 @@ def test_a_fully_pruned_encoder_is_modelled_at_the_feature_ceiling():
     assert np.isfinite(recommend(results, 0.03, models=models).recommendation.accuracy)
 
 
+def test_measurement_error_comes_from_eval_examples():
+    table = synthetic_table(mux=(1, 2), sparsity=(0.0, 0.5), repeats=2)
+    assert results_from_frame(table).configurations["accuracy_se"].isna().all()
+    table["eval_examples"] = 1000
+    configs = results_from_frame(table).configurations
+    p = (configs["accuracy"] * 1000 + 1) / 1002
+    assert np.allclose(configs["accuracy_se"], np.sqrt(p * (1 - p) / 1002) / np.sqrt(2))  # mean of 2 repeats
+
+
+def test_measured_configurations_combine_prediction_and_measurement():
+    from autoprumux.meta.optimizer import combine_with_measurements
+
+    candidates = pd.DataFrame({"measured": [True, False, True], "measured_accuracy": [0.80, np.nan, 0.70],
+                               "measured_accuracy_se": [0.01, np.nan, np.nan]})
+    mean, std = combine_with_measurements(np.array([0.90, 0.85, 0.75]), np.array([0.03, 0.03, 0.03]), candidates)
+    # precisions 1/0.03^2 and 1/0.01^2: the measurement weighs 9 times the prediction
+    assert mean[0] == pytest.approx((0.90 + 9 * 0.80) / 10) and std[0] == pytest.approx(0.03 / np.sqrt(10))
+    assert (mean[1], std[1]) == (0.85, 0.03) and (mean[2], std[2]) == (0.75, 0.03)  # unknown se: the model's
+
+
+def test_a_well_measured_point_gets_a_tight_bound_and_wins():
+    # noisy accuracies: the models' bounds alone only admit a slower, unmeasured point on the floor
+    table = synthetic_table(mux=(1, 2, 5), sparsity=(0.0, 0.5, 0.7, 0.9), accuracy_noise=0.02, seed=3)
+    alone = recommend(results_from_frame(table), 0.03)
+    precise = recommend(results_from_frame(table.assign(eval_examples=20000)), 0.03)
+    assert precise.feasible and precise.recommendation.measured
+    pick = precise.recommendation
+    measured = table[(table.mux == pick.mux) & np.isclose(table.sparsity_target, pick.sparsity)].accuracy.iloc[0]
+    assert pick.accuracy_low >= precise.accuracy_floor and abs(pick.accuracy - measured) < 0.005
+    assert not alone.recommendation.measured and alone.recommendation.throughput < pick.throughput
+
+
 def test_baseline_override_and_missing_baseline():
     table = synthetic_table(mux=(2, 5), sparsity=(0.0, 0.5))
     with pytest.raises(TableError, match="no baseline row"):

@@ -51,6 +51,7 @@ def test_prune_with_a_teacher_run_writes_the_compacted_model_and_its_masks(tmp_p
     assert model.config.is_compact and model.config.mux_width == 2
     assert metrics["sparsity"] == pytest.approx(measured_sparsity(model))
     assert metrics["params"] == model.num_parameters()
+    assert metrics["eval_examples"] == 16  # the validation split the accuracy was measured on
     assert metrics["settings"]["prune"]["reg_learning_rate"] == 0.5
 
     prune_dir = next((run / "stages").glob("prune-*"))

@@ -166,6 +166,7 @@ def test_sweep_completes_resumes_and_never_reruns(tmp_path):
     assert len(table) == 4 and set(zip(table.mux, table.sparsity_target, strict=True)) == POINTS
     assert set(table.status) == {"COMPLETE"} and table.error.isna().all()
     assert table.accuracy.between(0, 1).all() and (table.throughput > 0).all()
+    assert (table.eval_examples == 100).all()
     assert (table.sweep == "t").all() and (table.model == "tiny").all()
     assert table.loc[table.sparsity_target == 0.5, "sparsity"].gt(0).all()
     assert table.loc[table.mux == 1].family.tolist() == ["baseline", "prune-only"]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from autoprumux.errors import TableError
 from autoprumux.meta.budget import accuracy_floor, parse_budget
-from autoprumux.meta.optimizer import check_confidence, choose, score_candidates
+from autoprumux.meta.optimizer import MEASURED_COLUMNS, check_confidence, choose, score_candidates
 from autoprumux.meta.results import Results, subset_results
 from autoprumux.meta.selection import fit_performance_models
 
@@ -79,7 +79,7 @@ def evaluate(
         )
     rng = np.random.default_rng(seed)
     grid = configs.assign(feature_sparsity=configs["feature_sparsity"], measured=True)
-    grid = grid.rename(columns={"accuracy": "measured_accuracy", "throughput": "measured_throughput"})
+    grid = grid.rename(columns=MEASURED_COLUMNS)
     records = []
     for split in range(n_splits):
         hidden = configs.index[rng.choice(eligible, size=holdout, replace=False)]

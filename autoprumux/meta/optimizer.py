@@ -4,6 +4,12 @@ Over the candidate configurations, maximise predicted throughput subject to the 
 confidence bound (one-sided, at `confidence`) >= the floor; a measured configuration must also
 have met the floor when it was measured. Near-ties (within `near_tie` of the best predicted
 throughput) go to a measured configuration.
+
+A measured configuration is known better than the model's prediction there: when the table
+says how many examples its accuracy was measured on (`eval_examples`), its accuracy estimate is
+the prediction and the measurement combined by their precisions (the prediction as a prior with
+the model's standard deviation, the measurement with its binomial standard error), so that a
+model whose cross-validated error is large does not hide a point measured well within budget.
 """
 
 from __future__ import annotations
@@ -26,6 +32,12 @@ if TYPE_CHECKING:  # scikit-learn loads only when models must be fitted
 
 NEAR_TIE = 0.02
 SPARSITY_STEP = 0.01
+#: configuration columns -> the names a candidate carries them under
+MEASURED_COLUMNS = {
+    "accuracy": "measured_accuracy",
+    "accuracy_se": "measured_accuracy_se",
+    "throughput": "measured_throughput",
+}
 
 
 @dataclass(frozen=True)
@@ -122,7 +134,8 @@ def candidate_configurations(
     """The (N, s) candidates: by default the table's N values x s on [0, max measured s] in steps
     of `sparsity_step`, plus every measured configuration of those N; `mux_choices` and
     `sparsity_choices` restrict (or extend) either axis. Columns: mux, sparsity (grid identity),
-    feature_sparsity (model input), measured, measured_accuracy, measured_throughput."""
+    feature_sparsity (model input), measured, measured_accuracy, measured_accuracy_se,
+    measured_throughput."""
     configs = results.configurations
     mux_values = sorted({int(m) for m in configs["mux"]}) if mux_choices is None else _check_mux(mux_choices)
     if sparsity_choices is not None:
@@ -146,8 +159,8 @@ def candidate_configurations(
                 np.isclose(measured["sparsity"].to_numpy()[:, None], grid[None, :], atol=1e-6).any(1)
             ]
         parts.append(
-            measured[["mux", "sparsity", "feature_sparsity", "accuracy", "throughput"]]
-            .rename(columns={"accuracy": "measured_accuracy", "throughput": "measured_throughput"})
+            measured[["mux", "sparsity", "feature_sparsity", "accuracy", "accuracy_se", "throughput"]]
+            .rename(columns=MEASURED_COLUMNS)
             .assign(measured=True)
         )
     parts = [p for p in parts if not p.empty]
@@ -157,9 +170,8 @@ def candidate_configurations(
     frame = frame.sort_values(["mux", "sparsity"], ignore_index=True)
     frame["measured"] = frame["measured"].astype(bool)
     frame["mux"] = frame["mux"].astype(int)
-    return frame[
-        ["mux", "sparsity", "feature_sparsity", "measured", "measured_accuracy", "measured_throughput"]
-    ].astype({"measured_accuracy": float, "measured_throughput": float})
+    columns = ["mux", "sparsity", "feature_sparsity", "measured", *MEASURED_COLUMNS.values()]
+    return frame[columns].astype(dict.fromkeys(MEASURED_COLUMNS.values(), float))
 
 
 def _check_mux(values: Sequence[int]) -> list[int]:
@@ -189,7 +201,7 @@ def score_candidates(
     z = NormalDist().inv_cdf(confidence)
     X = candidates[["mux", "feature_sparsity"]].to_numpy(dtype=float)
     pred = models.predict(np.vstack([X, [[1.0, 0.0]]]))
-    acc, acc_std = pred["accuracy"][:-1], pred["accuracy_std"][:-1]
+    acc, acc_std = combine_with_measurements(pred["accuracy"][:-1], pred["accuracy_std"][:-1], candidates)
     log_thr, log_thr_std = pred["log_throughput"][:-1], pred["log_throughput_std"][:-1]
     scored = candidates.copy()
     scored["accuracy"] = acc
@@ -204,6 +216,25 @@ def score_candidates(
     measured_ok = ~scored["measured"] | (scored["measured_accuracy"] >= floor - 1e-12)
     scored["feasible"] = (scored["accuracy_low"] >= floor - 1e-12) & measured_ok
     return scored
+
+
+def combine_with_measurements(
+    predicted: np.ndarray, predicted_std: np.ndarray, candidates: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy mean and std of each candidate: the model's, or for a measured candidate with a
+    known standard error, the precision-weighted combination of prediction and measurement."""
+    if "measured_accuracy_se" not in candidates.columns:
+        return predicted, predicted_std
+    se = candidates["measured_accuracy_se"].to_numpy(dtype=float)
+    known = candidates["measured"].to_numpy(dtype=bool) & np.isfinite(se) & (se > 0)
+    if not known.any():
+        return predicted, predicted_std
+    measured = candidates["measured_accuracy"].to_numpy(dtype=float)
+    prior_precision = 1.0 / np.maximum(predicted_std, 1e-12) ** 2
+    data_precision = np.where(known, 1.0 / np.where(known, se, 1.0) ** 2, 0.0)
+    precision = prior_precision + data_precision
+    mean = (predicted * prior_precision + np.where(known, measured, 0.0) * data_precision) / precision
+    return mean, 1.0 / np.sqrt(precision)
 
 
 def choose(scored: pd.DataFrame, near_tie: float = NEAR_TIE):

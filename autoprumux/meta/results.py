@@ -34,7 +34,8 @@ class Results:
 
     `rows` keeps the table's columns and adds `config_sparsity` (the grid identity of each row).
     `configurations` has one row per grid point: mux, sparsity (identity), feature_sparsity (mean
-    measured sparsity), accuracy (fraction), throughput (examples/s) and repeats.
+    measured sparsity), accuracy (fraction), accuracy_se (standard error of that measurement,
+    NaN when the table has no `eval_examples`), throughput (examples/s) and repeats.
     """
 
     rows: pd.DataFrame
@@ -123,11 +124,27 @@ def results_from_frame(
     return Results(rows, configurations, accuracy, throughput, source, baseline_from)
 
 
+def measurement_variance(accuracy: pd.Series, eval_examples: pd.Series) -> pd.Series:
+    """Sampling variance of each accuracy (fraction) measured on `eval_examples` examples.
+
+    Binomial, with the add-one-per-class smoothing p' = (k + 1) / (n + 2), so that a perfect or
+    zero score still has a variance; NaN where the number of examples is unknown.
+    """
+    n = pd.to_numeric(eval_examples, errors="coerce").astype(float)
+    n = n.where(n > 0)
+    smoothed = (accuracy * n + 1.0) / (n + 2.0)
+    return smoothed * (1.0 - smoothed) / (n + 2.0)
+
+
 def _group_configurations(rows: pd.DataFrame) -> pd.DataFrame:
+    eval_examples = rows["eval_examples"] if "eval_examples" in rows.columns else pd.Series(np.nan, rows.index)
+    rows = rows.assign(_variance=measurement_variance(rows["accuracy"], eval_examples))
     grouped = rows.groupby(["mux", "config_sparsity"], sort=True)
     configurations = grouped.agg(
         feature_sparsity=("sparsity", "mean"),
         accuracy=("accuracy", "mean"),
+        # the mean of k repeats: sqrt(sum of variances) / k; unknown if any repeat's is
+        accuracy_se=("_variance", lambda v: np.sqrt(v.sum(min_count=len(v))) / len(v)),
         throughput=("throughput", "mean"),
         repeats=("accuracy", "size"),
     ).reset_index()

@@ -181,6 +181,7 @@ def train_configuration(
         "sparsity_target": sparsity,
         "sparsity": max(0.0, measured_sparsity),
         "accuracy": final["metrics"].get("accuracy"),
+        "eval_examples": final["metrics"].get("validation_examples"),
         "params": model.num_parameters(),
         "device": torch_device.type,
         "seed": settings.seed,

@@ -269,6 +269,7 @@ def run_post_finetune(
         "epochs": post.epochs,
         "steps": result.steps,
         "train_examples": len(data.train),
+        "validation_examples": len(data.validation),
         "duration_s": time.perf_counter() - started,
         "history": result.history,
         "settings": settings_to_dict(post),
