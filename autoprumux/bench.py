@@ -28,6 +28,9 @@ import torch
 from torch import nn
 
 from autoprumux.errors import ModelError
+from autoprumux.spec import BenchSettings
+
+_DEFAULTS = BenchSettings()  # the harness settings a spec gets when it names none
 
 
 @dataclass(frozen=True)
@@ -213,10 +216,10 @@ def _peak_memory(device: torch.device) -> int:
 def measure_throughput(
     model: nn.Module,
     *,
-    batch_size: int = 64,
-    seq_len: int = 48,
-    warmup: int = 3,
-    repeats: int = 10,
+    batch_size: int = _DEFAULTS.batch_size,
+    seq_len: int = _DEFAULTS.seq_len,
+    warmup: int = _DEFAULTS.warmup,
+    repeats: int = _DEFAULTS.repeats,
     device: str | torch.device | None = None,
     threads: int | None = None,
     seed: int = 0,
@@ -269,13 +272,73 @@ def measure_throughput(
 
 def benchmark_checkpoint(path: Path, **options) -> BenchResult:
     """Measure a saved model: a run directory (with `model/`) or a model directory itself."""
+    return measure_throughput(load_checkpoint_model(path), **options)
+
+
+def load_checkpoint_model(path: Path):
+    """The model saved at a run directory (with `model/`) or a model directory itself."""
     from autoprumux.models import load_model
 
     path = Path(path)
     model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
     if not (model_dir / "config.json").is_file():
         raise ModelError(f"{str(path)!r} holds no saved model (expected DIR/model/config.json or DIR/config.json)")
-    return measure_throughput(load_model(model_dir), **options)
+    return load_model(model_dir)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Models measured side by side: `rounds[name]` holds one `BenchResult` per interleaved round."""
+
+    names: tuple[str, ...]
+    rounds: dict[str, list[BenchResult]]
+
+    def examples_per_second(self, name: str) -> float:
+        """Median over rounds of each round's median examples/s."""
+        return statistics.median(r.examples_per_second for r in self.rounds[name])
+
+    def speedup(self, name: str, reference: str | None = None) -> float:
+        """Measured examples/s of `name` over that of `reference` (default: the first model)."""
+        return self.examples_per_second(name) / self.examples_per_second(reference or self.names[0])
+
+    def ideal_speedup(self, name: str, reference: str | None = None) -> float:
+        """The speedup the analytic FLOPs per example promise (reference FLOPs / model FLOPs)."""
+        reference = reference or self.names[0]
+        return self.rounds[reference][0].flops_per_example / self.rounds[name][0].flops_per_example
+
+
+def compare_throughput(models: dict[str, nn.Module], *, rounds: int = 3, **options) -> Comparison:
+    """Measure several models interleaved (each once per round, `rounds` rounds) with
+    `measure_throughput(**options)`, so that drifting machine load hits them alike. Speed claims
+    are ratios from one such run."""
+    results: dict[str, list[BenchResult]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            results[name].append(measure_throughput(model, **options))
+    return Comparison(tuple(models), results)
+
+
+def format_comparison(comparison: Comparison) -> str:
+    """One line per model: examples/s (with its spread over rounds), measured and ideal speedup over
+    the first model, and efficiency = measured / ideal."""
+    first = comparison.rounds[comparison.names[0]][0]
+    lines = [
+        f"{len(next(iter(comparison.rounds.values())))} interleaved rounds x {first.repeats} repeats, batch "
+        f"{first.batch_size} sequences of {first.seq_len} tokens; {first.hardware}",
+        f"{'model':<40} {'N':>3} {'MFLOPs/ex':>10} {'examples/s':>12} {'spread':>7} {'speedup':>8} {'ideal':>7} "
+        f"{'effic.':>7}",
+    ]
+    for name in comparison.names:
+        rates = [r.examples_per_second for r in comparison.rounds[name]]
+        rate = comparison.examples_per_second(name)
+        speedup, ideal = comparison.speedup(name), comparison.ideal_speedup(name)
+        label = name if len(name) <= 40 else "..." + name[-37:]
+        lines.append(
+            f"{label:<40} {comparison.rounds[name][0].mux_width:>3} "
+            f"{comparison.rounds[name][0].flops_per_example / 1e6:>10.2f} {rate:>12,.0f} "
+            f"{(max(rates) - min(rates)) / rate:>6.0%} {speedup:>7.2f}x {ideal:>6.2f}x {speedup / ideal:>6.0%}"
+        )
+    return "\n".join(lines)
 
 
 def format_benchmark(result: BenchResult) -> str:

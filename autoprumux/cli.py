@@ -83,18 +83,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from autoprumux.bench import benchmark_checkpoint, format_benchmark
-
-    result = benchmark_checkpoint(
-        Path(args.dir),
-        batch_size=args.batch,
-        seq_len=args.seq_len,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        device=args.device,
-        threads=args.threads,
+    from autoprumux.bench import (
+        benchmark_checkpoint,
+        compare_throughput,
+        format_benchmark,
+        format_comparison,
+        load_checkpoint_model,
     )
-    print(json.dumps(result.to_dict(), indent=2) if args.json else format_benchmark(result))
+
+    options = dict(batch_size=args.batch, seq_len=args.seq_len, repeats=args.repeats, warmup=args.warmup,
+                   device=args.device, threads=args.threads)
+    if len(args.dir) == 1:
+        result = benchmark_checkpoint(Path(args.dir[0]), **options)
+        print(json.dumps(result.to_dict(), indent=2) if args.json else format_benchmark(result))
+        return 0
+    models = {name: load_checkpoint_model(Path(name)) for name in args.dir}
+    comparison = compare_throughput(models, rounds=args.rounds, **options)
+    if args.json:
+        print(json.dumps({name: {"examples_per_second": comparison.examples_per_second(name),
+                                 "speedup": comparison.speedup(name), "ideal_speedup": comparison.ideal_speedup(name),
+                                 "rounds": [r.to_dict() for r in comparison.rounds[name]]}
+                          for name in comparison.names}, indent=2))
+    else:
+        print(format_comparison(comparison))
     return 0
 
 
@@ -279,12 +290,23 @@ def _add_train(sub) -> None:
 
 
 def _add_bench(sub) -> None:
-    p = sub.add_parser("bench", help="measure throughput of a saved model")
-    p.add_argument("dir", help="a run directory (with model/) or a model directory")
-    p.add_argument("--batch", type=_positive_int("--batch"), default=64, help="sequences per batch (default 64)")
-    p.add_argument("--seq-len", type=_positive_int("--seq-len"), default=48, help="tokens per sequence (default 48)")
-    p.add_argument("--repeats", type=_positive_int("--repeats"), default=10, help="timed repeats (default 10)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up iterations (default 3)")
+    from autoprumux.spec import BenchSettings
+
+    defaults = BenchSettings()
+    p = sub.add_parser(
+        "bench", help="measure throughput of a saved model, or of several side by side (speedups over the first)"
+    )
+    p.add_argument("dir", nargs="+", help="run directories (with model/) or model directories")
+    p.add_argument("--rounds", type=_positive_int("--rounds"), default=3,
+                   help="interleaved rounds when comparing several models (default 3)")
+    p.add_argument("--batch", type=_positive_int("--batch"), default=defaults.batch_size,
+                   help=f"sequences per batch (default {defaults.batch_size})")
+    p.add_argument("--seq-len", type=_positive_int("--seq-len"), default=defaults.seq_len,
+                   help=f"tokens per sequence (default {defaults.seq_len})")
+    p.add_argument("--repeats", type=_positive_int("--repeats"), default=defaults.repeats,
+                   help=f"timed repeats (default {defaults.repeats})")
+    p.add_argument("--warmup", type=int, default=defaults.warmup,
+                   help=f"untimed warm-up iterations (default {defaults.warmup})")
     p.add_argument("--threads", type=_positive_int("--threads"), help="CPU threads (default: all)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

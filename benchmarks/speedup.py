@@ -16,12 +16,11 @@ lands as close to s as the integer shapes allow; the measured sparsity is printe
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 
 import torch
 
-from autoprumux.bench import measure_throughput, resolve_device
+from autoprumux.bench import compare_throughput, format_comparison, resolve_device
 from autoprumux.models import MuxBertConfig, MuxBertForSequenceClassification
 from autoprumux.models.presets import SCRATCH_PRESETS
 from autoprumux.prune.size import full_prunable_parameter_count, measured_sparsity, prunable_parameter_count
@@ -64,40 +63,16 @@ def build_random_model(preset: str, mux_width: int, sparsity: float, vocab_size:
 
 
 def run(args: argparse.Namespace) -> str:
-    device = resolve_device(args.device)
     points = [(n, s) for n in args.mux for s in args.sparsity]
-    models = {p: build_random_model(args.preset, *p) for p in points}
-    rates: dict[tuple[int, float], list[float]] = {p: [] for p in points}
-    flops = {}
-    for _round in range(args.rounds):  # interleave: every config measured once per round
-        for point, model in models.items():
-            result = measure_throughput(
-                model, batch_size=args.batch, seq_len=args.seq_len, warmup=args.warmup,
-                repeats=args.repeats, device=device, threads=args.threads,
-            )
-            rates[point].append(result.examples_per_second)
-            flops[point] = result.flops_per_example
-            hardware = result.hardware
-    base = (1, 0.0) if (1, 0.0) in rates else points[0]
-    base_rate = statistics.median(rates[base])
-    lines = [
-        f"# benchmarks/speedup.py: preset {args.preset}, batch {args.batch} sequences, length {args.seq_len}, "
-        f"{args.rounds} interleaved rounds x {args.repeats} repeats",
-        f"# hardware: {hardware}",
-        f"{'N':>3} {'s':>5} {'meas s':>6} {'MFLOPs/ex':>10} {'examples/s':>12} {'spread':>7} "
-        f"{'speedup':>8} {'ideal':>7} {'effic.':>7}",
-    ]
-    for point in points:
-        rate = statistics.median(rates[point])
-        spread = (max(rates[point]) - min(rates[point])) / rate if len(rates[point]) > 1 else 0.0
-        speedup = rate / base_rate
-        ideal = flops[base] / flops[point]
-        lines.append(
-            f"{point[0]:>3} {point[1]:>5.2f} {measured_sparsity(models[point]):>6.3f} "
-            f"{flops[point] / 1e6:>10.2f} {rate:>12,.0f} {spread:>6.0%} {speedup:>7.2f}x {ideal:>6.2f}x "
-            f"{speedup / ideal:>6.0%}"
-        )
-    return "\n".join(lines)
+    if (1, 0.0) in points:  # the reference goes first: speedups are over N = 1, s = 0
+        points.insert(0, points.pop(points.index((1, 0.0))))
+    models = {f"N={n} s={s:.2f} (measured s={measured_sparsity(m):.3f})": m
+              for (n, s), m in ((p, build_random_model(args.preset, *p)) for p in points)}
+    comparison = compare_throughput(
+        models, rounds=args.rounds, batch_size=args.batch, seq_len=args.seq_len, warmup=args.warmup,
+        repeats=args.repeats, device=resolve_device(args.device), threads=args.threads,
+    )
+    return f"# benchmarks/speedup.py: preset {args.preset}\n" + format_comparison(comparison)
 
 
 def main(argv=None) -> int:

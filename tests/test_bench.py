@@ -65,3 +65,34 @@ def test_harness_reports_positive_finite_numbers_with_a_spread():
     metrics = result.to_metrics()
     assert metrics["throughput"] == result.examples_per_second and metrics["batch_size"] == 4
     assert "examples/s" in format_benchmark(result)
+
+
+def test_models_compared_side_by_side_get_speedups_over_the_first():
+    from autoprumux.bench import compare_throughput, format_comparison
+
+    models = {"plain": make(1), "mux2": make(2)}
+    comparison = compare_throughput(models, rounds=2, batch_size=4, seq_len=T, warmup=1, repeats=3, threads=1)
+    assert comparison.names == ("plain", "mux2") and all(len(r) == 2 for r in comparison.rounds.values())
+    assert comparison.speedup("plain") == 1.0 and comparison.speedup("mux2") > 0
+    assert comparison.ideal_speedup("mux2") == pytest.approx(count_flops(make(1), T) / count_flops(make(2), T))
+    text = format_comparison(comparison)
+    assert "2 interleaved rounds" in text and "plain" in text and "mux2" in text
+
+
+def test_bench_cli_measures_one_model_or_compares_several(tmp_path, capsys):
+    import json
+
+    from autoprumux.cli import main
+
+    for name, width in (("n1", 1), ("n2", 2)):
+        make(width).save_pretrained(tmp_path / name / "model")
+    common = ["--batch", "2", "--seq-len", str(T), "--repeats", "2", "--warmup", "1", "--threads", "1", "--json"]
+    assert main(["bench", str(tmp_path / "n1"), *common]) == 0
+    single = json.loads(capsys.readouterr().out)
+    assert single["mux_width"] == 1 and single["examples_per_second"] > 0
+    assert main(["bench", str(tmp_path / "n1"), str(tmp_path / "n2" / "model"), "--rounds", "2", *common]) == 0
+    compared = json.loads(capsys.readouterr().out)
+    first, second = compared[str(tmp_path / "n1")], compared[str(tmp_path / "n2" / "model")]
+    assert first["speedup"] == 1.0 and len(second["rounds"]) == 2 and second["rounds"][0]["mux_width"] == 2
+    assert main(["bench", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith("autoprumux: error:")

@@ -167,14 +167,13 @@ def test_measurement_error_comes_from_eval_examples():
     assert np.allclose(configs["accuracy_se"], np.sqrt(p * (1 - p) / 1002) / np.sqrt(2))  # mean of 2 repeats
 
 
-def test_measured_configurations_combine_prediction_and_measurement():
-    from autoprumux.meta.optimizer import combine_with_measurements
+def test_measured_configurations_with_a_known_error_are_estimated_by_the_measurement():
+    from autoprumux.meta.optimizer import accuracy_estimates
 
     candidates = pd.DataFrame({"measured": [True, False, True], "measured_accuracy": [0.80, np.nan, 0.70],
                                "measured_accuracy_se": [0.01, np.nan, np.nan]})
-    mean, std = combine_with_measurements(np.array([0.90, 0.85, 0.75]), np.array([0.03, 0.03, 0.03]), candidates)
-    # precisions 1/0.03^2 and 1/0.01^2: the measurement weighs 9 times the prediction
-    assert mean[0] == pytest.approx((0.90 + 9 * 0.80) / 10) and std[0] == pytest.approx(0.03 / np.sqrt(10))
+    mean, std = accuracy_estimates(np.array([0.90, 0.85, 0.75]), np.array([0.03, 0.03, 0.03]), candidates)
+    assert (mean[0], std[0]) == (0.80, 0.01)
     assert (mean[1], std[1]) == (0.85, 0.03) and (mean[2], std[2]) == (0.75, 0.03)  # unknown se: the model's
 
 
@@ -186,7 +185,7 @@ def test_a_well_measured_point_gets_a_tight_bound_and_wins():
     assert precise.feasible and precise.recommendation.measured
     pick = precise.recommendation
     measured = table[(table.mux == pick.mux) & np.isclose(table.sparsity_target, pick.sparsity)].accuracy.iloc[0]
-    assert pick.accuracy_low >= precise.accuracy_floor and abs(pick.accuracy - measured) < 0.005
+    assert pick.accuracy_low >= precise.accuracy_floor and pick.accuracy == pytest.approx(measured)
     assert not alone.recommendation.measured and alone.recommendation.throughput < pick.throughput
 
 

@@ -7,9 +7,8 @@ throughput) go to a measured configuration.
 
 A measured configuration is known better than the model's prediction there: when the table
 says how many examples its accuracy was measured on (`eval_examples`), its accuracy estimate is
-the prediction and the measurement combined by their precisions (the prediction as a prior with
-the model's standard deviation, the measurement with its binomial standard error), so that a
-model whose cross-validated error is large does not hide a point measured well within budget.
+the measurement with its binomial standard error, so that a model whose cross-validated error is
+large (an error made at other points) does not hide a point measured well within budget.
 """
 
 from __future__ import annotations
@@ -201,7 +200,7 @@ def score_candidates(
     z = NormalDist().inv_cdf(confidence)
     X = candidates[["mux", "feature_sparsity"]].to_numpy(dtype=float)
     pred = models.predict(np.vstack([X, [[1.0, 0.0]]]))
-    acc, acc_std = combine_with_measurements(pred["accuracy"][:-1], pred["accuracy_std"][:-1], candidates)
+    acc, acc_std = accuracy_estimates(pred["accuracy"][:-1], pred["accuracy_std"][:-1], candidates)
     log_thr, log_thr_std = pred["log_throughput"][:-1], pred["log_throughput_std"][:-1]
     scored = candidates.copy()
     scored["accuracy"] = acc
@@ -218,23 +217,18 @@ def score_candidates(
     return scored
 
 
-def combine_with_measurements(
+def accuracy_estimates(
     predicted: np.ndarray, predicted_std: np.ndarray, candidates: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy mean and std of each candidate: the model's, or for a measured candidate with a
-    known standard error, the precision-weighted combination of prediction and measurement."""
+    """Accuracy mean and std of each candidate: the model's prediction, or for a measured
+    candidate whose standard error is known, the measurement itself (the model was fitted on that
+    very measurement, so combining the two would count it twice)."""
     if "measured_accuracy_se" not in candidates.columns:
         return predicted, predicted_std
     se = candidates["measured_accuracy_se"].to_numpy(dtype=float)
     known = candidates["measured"].to_numpy(dtype=bool) & np.isfinite(se) & (se > 0)
-    if not known.any():
-        return predicted, predicted_std
     measured = candidates["measured_accuracy"].to_numpy(dtype=float)
-    prior_precision = 1.0 / np.maximum(predicted_std, 1e-12) ** 2
-    data_precision = np.where(known, 1.0 / np.where(known, se, 1.0) ** 2, 0.0)
-    precision = prior_precision + data_precision
-    mean = (predicted * prior_precision + np.where(known, measured, 0.0) * data_precision) / precision
-    return mean, 1.0 / np.sqrt(precision)
+    return np.where(known, measured, predicted), np.where(known, se, predicted_std)
 
 
 def choose(scored: pd.DataFrame, near_tie: float = NEAR_TIE):

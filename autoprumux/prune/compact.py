@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from autoprumux.errors import ModelError
 from autoprumux.prune.gates import GateMasks, L0Gates
 
 
@@ -50,7 +51,10 @@ class PrunedStructure:
         masks = masks.detach()
         hidden = torch.nonzero(masks.hidden > 0, as_tuple=True)[0]
         if hidden.numel() == 0:
-            raise ValueError("the masks prune every hidden dimension; nothing would be left to compact")
+            raise ModelError(
+                "the pruning masks remove every hidden dimension, so no model is left; use a lower target "
+                "sparsity or a smaller prune.reg_learning_rate"
+            )
         empty = torch.zeros(0, dtype=torch.long)
 
         def kept(layer_gates: torch.Tensor, unit_gates: torch.Tensor) -> tuple[torch.LongTensor, ...]:

@@ -115,11 +115,9 @@ def _surviving_structure(model) -> dict:
 
 
 def _benchmark(model, settings: TrainingSettings, device) -> dict:
-    """Throughput columns from the standard harness, or {} while `autoprumux.bench` lacks it."""
-    try:
-        from autoprumux.bench import measure_throughput
-    except ImportError:  # TODO(bench): the harness is always present once autoprumux.bench lands
-        return {}
+    """Throughput columns of the results table, from the one harness (`autoprumux.bench`)."""
+    from autoprumux.bench import measure_throughput
+
     bench = settings.bench
     result = measure_throughput(
         model, batch_size=bench.batch_size, seq_len=bench.seq_len, warmup=bench.warmup,
@@ -154,12 +152,6 @@ def train_configuration(
     mux = validate_mux_width(mux, "mux")
     sparsity = validate_sparsity(sparsity, "sparsity")
     chain = stage_chain(settings, mux, sparsity)
-    missing = [s.name for s in chain if s.name not in stage_functions()]
-    if missing:
-        raise AutoprumuxError(
-            f"sparsity = {sparsity:g} needs the {', '.join(missing)} stage(s), which this version does not "
-            "provide yet; use sparsity 0"
-        )
     if teacher_dir is not None:
         _check_teacher(Path(teacher_dir), mux)
     torch_device = resolve_device(device)
