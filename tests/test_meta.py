@@ -275,6 +275,16 @@ def test_near_ties_go_to_the_measured_configuration():
     assert (strict.sparsity, strict.measured) == (0.51, False)
 
 
+def test_among_near_tied_measured_configurations_the_measured_throughput_decides():
+    from autoprumux.meta.optimizer import choose
+
+    scored = pd.DataFrame({"feasible": [True, True, True], "measured": [True, True, False],
+                           "throughput": [100.0, 99.0, 90.0], "measured_throughput": [90.0, 110.0, np.nan]})
+    assert choose(scored) == 1  # predicted 1% apart: the one measured faster wins
+    assert choose(scored, near_tie=0.0) == 0  # no tie band: the prediction decides
+    assert choose(scored.assign(feasible=[False, False, True])) == 2
+
+
 def test_warns_when_the_pick_is_on_the_edge_or_extrapolated(fitted):
     results, models = fitted
     edge = recommend(results, "30%", models=models)

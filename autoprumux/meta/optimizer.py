@@ -232,13 +232,17 @@ def accuracy_estimates(
 
 
 def choose(scored: pd.DataFrame, near_tie: float = NEAR_TIE):
-    """Index of the fastest feasible candidate (measured ones win near-ties), or None."""
+    """Index of the fastest feasible candidate, or None. Measured candidates win near-ties (within
+    `near_tie` of the best predicted throughput), and among those the measured throughput decides:
+    the models cannot rank configurations closer than their own error."""
     feasible = scored[scored["feasible"]]
     if feasible.empty:
         return None
     best = feasible["throughput"].max()
     ties = feasible[feasible["measured"] & (feasible["throughput"] >= (1.0 - near_tie) * best)]
-    return (ties if not ties.empty else feasible)["throughput"].idxmax()
+    if ties.empty:
+        return feasible["throughput"].idxmax()
+    return ties["measured_throughput"].idxmax()
 
 
 def _alternatives(scored: pd.DataFrame, pick, count: int) -> list:
