@@ -87,6 +87,7 @@ class FinetuneSettings:
     warmup_ratio: float = 0.1
     grad_accum: int = 1
     retrieval_loss_coeff: float = 0.0
+    head_lr_scale: float = 0.1  # demultiplexer, pooler and classifier learn at this x the rate (N > 1)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ def test_defaults_and_overrides(tmp_path):
         ("[grid]\nsparsity = [-0.1]\n", "0 <= s < 1"),
         ("[finetune]\nepochs = \"three\"\n", "finetune.epochs = 'three'"),
         ("[finetune]\nbatch_size = 0\n", "finetune.batch_size = 0"),
+        ("[finetune]\nhead_lr_scale = 0\n", "finetune.head_lr_scale = 0"),
         ("[prune]\nlambda = 1\n", "unknown key prune.lambda"),
         ("colour = 1\n", "unknown key colour"),
         ("[mux]\nmultiplexer = \"fourier\"\n", "gaussian_hadamard"),
@@ -85,6 +86,9 @@ def test_stage_keys_follow_settings(tmp_path):
     stages_b = {s.name + str(s.mux) + str(s.sparsity): s.key for s in b.unique_stages.values()}
     assert stages_a["finetune20.0"] == stages_b["finetune20.0"]  # unaffected by pruning settings
     assert stages_a["prune20.5"] != stages_b["prune20.5"]
+    c = plan_sweep(load_spec(write(tmp_path, MINIMAL + "[finetune]\nhead_lr_scale = 0.3\n", "c.toml")))
+    stages_c = {s.name + str(s.mux) + str(s.sparsity): s.key for s in c.unique_stages.values()}
+    assert stages_c["finetune20.0"] != stages_a["finetune20.0"]  # the head's learning rate is a setting
 
 
 def test_cli_dry_run_and_errors(tmp_path, capsys):

@@ -35,15 +35,15 @@ WEIGHT_DECAY_WARMUP = 0.01
 #: Modules on top of the encoder: the multiplexed model's "head".
 HEAD_PREFIXES = ("demultiplexer.", "bert.pooler.", "classifier.", "retrieval_head.")
 
-#: Learning rate of the head relative to the encoder's during task fine-tuning at N > 1. With
-#: the same rate the from-scratch multiplexed models stay at chance: the demultiplexer MLP, pooler
-#: and classifier re-orient faster than the encoder can learn to gather each instance's content at
-#: the classification position, so the encoder never sees a steady target (the same happens to a
-#: plain N = 1 model given one extra small-initialised layer before its pooler). Measured on
-#: synthetic-sentiment, tiny preset, N = 2, 8 epochs at 5e-4 after a 1-epoch warm-up: head scale
-#: 1.0 -> 50%, 0.3 -> 56%, 0.1 -> 73.5%, 0.03 -> 65.7% validation accuracy (one seed; that series'
-#: warm-up also scored the [CLS] position, an extension later dropped for lack of effect).
-HEAD_LR_SCALE = 0.1
+# Why the head (`FinetuneSettings.head_lr_scale`, default 0.1) learns slower than the encoder
+# during task fine-tuning at N > 1: with the same rate the from-scratch multiplexed models stay at
+# chance. The demultiplexer MLP, pooler and classifier re-orient faster than the encoder can
+# learn to gather each instance's content at
+# the classification position, so the encoder never sees a steady target (the same happens to a
+# plain N = 1 model given one extra small-initialised layer before its pooler). Measured on
+# synthetic-sentiment, tiny preset, N = 2, 8 epochs at 5e-4 after a 1-epoch warm-up: head scale
+# 1.0 -> 50%, 0.3 -> 56%, 0.1 -> 73.5%, 0.03 -> 65.7% validation accuracy (one seed; that series'
+# warm-up also scored the [CLS] position, an extension later dropped for lack of effect).
 
 
 def finetune_param_groups(model, learning_rate: float, weight_decay: float, head_lr_scale: float) -> list[dict]:
@@ -203,7 +203,7 @@ def run_finetune(
         logs = {"task_loss": float(output.loss.detach()), "retrieval_loss": float(output.retrieval_loss.detach())}
         return output.loss + coeff * output.retrieval_loss, logs
 
-    head_lr_scale = getattr(finetune, "head_lr_scale", HEAD_LR_SCALE) if stage.mux > 1 else 1.0
+    head_lr_scale = finetune.head_lr_scale if stage.mux > 1 else 1.0
     result = train_loop(
         model,
         epoch_batches(data.train, stage.mux, finetune.batch_size, settings.seed),
