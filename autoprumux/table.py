@@ -64,6 +64,14 @@ COLUMNS: dict[str, Column] = _columns(
     Column("code_version", "str", "", "git commit (or package version) that produced the row"),
 )
 
+def family_of(mux: int, sparsity: float) -> str:
+    """The family of a configuration, as the `family` column of a sweep's table holds it:
+    baseline (N = 1, s = 0), mux-only (s = 0), prune-only (N = 1) or prumux (both)."""
+    if mux == 1:
+        return "baseline" if sparsity == 0 else "prune-only"
+    return "mux-only" if sparsity == 0 else "prumux"
+
+
 #: Columns every table written by `autoprumux sweep` carries.
 SWEEP_COLUMNS: tuple[str, ...] = tuple(COLUMNS)
 

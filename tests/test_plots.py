@@ -97,8 +97,8 @@ def test_pareto_front_ties_and_duplicates():
 
 def test_family_of():
     assert family_of(1, 0.0) == "baseline"
-    assert family_of(4, 0.0) == "multiplexing"
-    assert family_of(1, 0.6) == "pruning"
+    assert family_of(4, 0.0) == "mux-only"
+    assert family_of(1, 0.6) == "prune-only"
     assert family_of(2, 0.6) == "prumux"
 
 
@@ -108,8 +108,8 @@ def test_pareto_info_gives_each_family_its_frontier(hand_made):
     fronts = {family: [(p.mux, p.sparsity) for p in front] for family, front in info.fronts.items()}
     assert fronts == {
         "baseline": [(1, 0.0)],
-        "multiplexing": [(2, 0.0), (4, 0.0)],
-        "pruning": [(1, 0.5)],
+        "mux-only": [(2, 0.0), (4, 0.0)],
+        "prune-only": [(1, 0.5)],
         "prumux": [(2, 0.5), (4, 0.8)],
     }
     assert info.accuracy_floor is None and info.highlight is None

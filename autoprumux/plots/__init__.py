@@ -30,7 +30,8 @@ from autoprumux.plots._pareto import (
     pareto_info,
     plot_pareto,
 )
-from autoprumux.plots._style import FAMILIES, FORMATS, describe_table, family_of, save_figure
+from autoprumux.plots._style import FAMILIES, FORMATS, describe_table, save_figure
+from autoprumux.table import family_of
 
 __all__ = [
     "FAMILIES",

@@ -19,11 +19,11 @@ from autoprumux.plots._style import (
     FRONTIER_STYLES,
     THROUGHPUT_LABEL,
     describe_table,
-    family_of,
     mux_colors,
     percent,
     title_with_context,
 )
+from autoprumux.table import family_of
 
 
 class MeasuredPoint(NamedTuple):

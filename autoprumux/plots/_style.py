@@ -16,19 +16,19 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-#: Configuration families, in legend order: key -> (label, marker).
+#: Configuration families (`autoprumux.table.family_of`), in legend order: key -> (label, marker).
 FAMILIES: dict[str, tuple[str, str]] = {
     "baseline": ("baseline (N = 1, s = 0)", "*"),
-    "multiplexing": ("multiplexing only (s = 0)", "s"),
-    "pruning": ("pruning only (N = 1)", "^"),
+    "mux-only": ("multiplexing only (s = 0)", "s"),
+    "prune-only": ("pruning only (N = 1)", "^"),
     "prumux": ("PruMUX (N > 1, s > 0)", "o"),
 }
 
 #: Colour and line style of each family's Pareto frontier (kept apart from the viridis colours of N).
 FRONTIER_STYLES: dict[str, tuple[str, str]] = {
     "baseline": ("black", "-"),
-    "multiplexing": ("tab:orange", "--"),
-    "pruning": ("tab:brown", ":"),
+    "mux-only": ("tab:orange", "--"),
+    "prune-only": ("tab:brown", ":"),
     "prumux": ("black", "-"),
 }
 
@@ -36,13 +36,6 @@ THROUGHPUT_LABEL = "throughput (examples/s, log scale)"
 ACCURACY_LABEL = "accuracy (%)"
 FORMATS: tuple[str, ...] = ("png", "svg")
 _MAX_TITLE_PART = 48
-
-
-def family_of(mux: int, sparsity: float) -> str:
-    """The family of a configuration: baseline, multiplexing (s = 0), pruning (N = 1) or prumux."""
-    if mux == 1:
-        return "baseline" if sparsity == 0 else "pruning"
-    return "multiplexing" if sparsity == 0 else "prumux"
 
 
 def mux_colors(mux_values: Iterable[int]) -> dict[int, tuple[float, float, float, float]]:

@@ -5,18 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from autoprumux.spec import SweepSpec
+from autoprumux.table import family_of
 from autoprumux.train.plan import Stage, stage_chain
-
-
-def family(mux: int, sparsity: float) -> str:
-    """baseline (1, 0), mux-only (s = 0), prune-only (N = 1) or prumux (both)."""
-    if mux == 1 and sparsity == 0:
-        return "baseline"
-    if sparsity == 0:
-        return "mux-only"
-    if mux == 1:
-        return "prune-only"
-    return "prumux"
 
 
 @dataclass(frozen=True)
@@ -59,7 +49,7 @@ def grid_points(spec: SweepSpec) -> list[tuple[int, float]]:
 def plan_sweep(spec: SweepSpec) -> SweepPlan:
     """Plan a sweep without training anything."""
     trials = tuple(
-        PlannedTrial(mux=n, sparsity=s, family=family(n, s), stages=stage_chain(spec.training, n, s))
+        PlannedTrial(mux=n, sparsity=s, family=family_of(n, s), stages=stage_chain(spec.training, n, s))
         for n, s in grid_points(spec)
     )
     return SweepPlan(spec=spec, trials=trials)
