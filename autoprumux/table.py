@@ -176,8 +176,9 @@ def read_table(path: str | os.PathLike, required: Sequence[str] = MINIMAL_COLUMN
     return validate_table(frame, required=required, source=str(path))
 
 
-def _write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call `write(tmp)` on a temporary file in `path`'s folder, then rename it to `path`."""
+def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call `write(tmp)` with a temporary file's path in `path`'s folder, then rename it to `path`:
+    readers see the old file or the new one, never half of one. The one atomic writer of files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -197,13 +198,13 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     ordered = [c for c in COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in COLUMNS]
     frame = frame[ordered]
     if Path(path).suffix == ".parquet":
-        return _write_atomically(path, lambda tmp: frame.to_parquet(tmp, index=False))
-    return _write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))
+        return write_atomically(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    return write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write a text file (UTF-8) atomically, like `write_table`."""
-    return _write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def rows_to_frame(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:

@@ -18,6 +18,7 @@ import numpy as np
 
 from autoprumux import __version__
 from autoprumux.meta.results import TARGETS, Results
+from autoprumux.table import write_atomically
 
 COMPILED_FILENAME = "performance_models.npz"
 _FORMAT = 1
@@ -186,14 +187,11 @@ def save_compiled(models, path: str | os.PathLike) -> Path | None:
         kind, arrays = compiled
         header[target] = {"kind": kind, "std_source": chosen.std_source, "cv_rmse": chosen.cv_rmse}
         payload.update({f"{target}.{name}": np.asarray(value, dtype=float) for name, value in arrays.items()})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez(tmp, header=np.array(json.dumps(header)), **payload)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:  # a handle, so numpy does not append ".npz" to the name
+            np.savez(handle, header=np.array(json.dumps(header)), **payload)
+
+    return write_atomically(path, write)
 
 
 def load_compiled(results: Results) -> CompiledModels | None:

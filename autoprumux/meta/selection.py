@@ -10,7 +10,6 @@ floored at that RMSE.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 from autoprumux import __version__
 from autoprumux.meta.models import GaussianProcessModel, PolynomialRidgeModel, SeparableModel
 from autoprumux.meta.results import TARGETS, Results
+from autoprumux.table import write_atomically
 
 MODELS_FILENAME = "performance_models.joblib"
 _FORMAT = 1
@@ -212,14 +212,7 @@ def save_models(models: FittedModels, path: str | os.PathLike) -> Path:
     stale = path.with_name(COMPILED_FILENAME)
     if stale.exists():
         stale.unlink()  # never leave arrays of older models next to new ones
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        joblib.dump(models, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, lambda tmp: joblib.dump(models, tmp))
     save_compiled(models, stale)
     return path
 

@@ -7,14 +7,14 @@ SVG backend.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+
+from autoprumux.table import write_atomically
 
 #: Configuration families (`autoprumux.table.family_of`), in legend order: key -> (label, marker).
 FAMILIES: dict[str, tuple[str, str]] = {
@@ -78,16 +78,8 @@ def save_figure(figure: Figure, out_dir: Path, stem: str, formats: Sequence[str]
     paths = []
     for fmt in formats:
         path = out_dir / f"{stem}.{fmt}"
-        # Draw into a temporary file and rename, so an existing plot is never left half-written.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=out_dir)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                figure.savefig(handle, format=fmt, dpi=150, bbox_inches="tight")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        # an existing plot is never left half-written
+        write_atomically(path, lambda tmp, fmt=fmt: figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
         paths.append(path)
     return paths
 
