@@ -64,6 +64,7 @@ COLUMNS: dict[str, Column] = _columns(
     Column("code_version", "str", "", "git commit (or package version) that produced the row"),
 )
 
+
 def family_of(mux: int, sparsity: float) -> str:
     """The family of a configuration, as the `family` column of a sweep's table holds it:
     baseline (N = 1, s = 0), mux-only (s = 0), prune-only (N = 1) or prumux (both)."""
