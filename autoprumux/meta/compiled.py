@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from autoprumux import __version__
-from autoprumux.meta.results import TARGETS, Results
+from autoprumux.meta.results import TARGETS, Results, mux_sparsity_features
 from autoprumux.table import write_atomically
 
 COMPILED_FILENAME = "performance_models.npz"
@@ -30,11 +30,6 @@ _MATERN = {
 }
 
 
-def _features(X: np.ndarray) -> np.ndarray:
-    # the same coordinates as autoprumux.meta.models.mux_sparsity_features (kept import-free)
-    return np.column_stack([np.log(X[:, 0]), -np.log1p(-X[:, 1])])
-
-
 class CompiledTarget:
     """One target's chosen model as arrays; `predict(X)` -> (mean, std) like `TargetModel`."""
 
@@ -42,7 +37,7 @@ class CompiledTarget:
         self.kind, self.arrays, self.std_source, self.cv_rmse = kind, arrays, std_source, cv_rmse
 
     def predict(self, X) -> tuple[np.ndarray, np.ndarray]:
-        F = _features(np.asarray(X, dtype=float))
+        F = mux_sparsity_features(np.asarray(X, dtype=float))
         mean, std = getattr(self, f"_predict_{self.kind}")(F)
         if self.std_source == "cv":
             return mean, np.full(len(mean), self.cv_rmse)

@@ -27,19 +27,9 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-try:
-    from sklearn.utils.validation import validate_data
-except ImportError:  # scikit-learn < 1.6
-
-    def validate_data(estimator, X, y="no_validation", reset=True, **kwargs):
-        return estimator._validate_data(X, y, reset=reset, **kwargs)
-
-
-def mux_sparsity_features(X: np.ndarray) -> np.ndarray:
-    """`[mux, sparsity]` -> `[log N, -log(1 - s)]`, the coordinates every model works in."""
-    return np.column_stack([np.log(X[:, 0]), -np.log1p(-X[:, 1])])
+from autoprumux.meta.results import mux_sparsity_features
 
 
 class _PerformanceModel(RegressorMixin, BaseEstimator):

@@ -28,6 +28,12 @@ TARGETS = ("accuracy", "throughput")
 MAX_FEATURE_SPARSITY = 0.99
 
 
+def mux_sparsity_features(X: np.ndarray) -> np.ndarray:
+    """`[mux, sparsity]` -> `[log N, -log(1 - s)]`, the coordinates every performance model works
+    in (numpy only, so the array form of saved models can use it without scikit-learn)."""
+    return np.column_stack([np.log(X[:, 0]), -np.log1p(-X[:, 1])])
+
+
 @dataclass(frozen=True)
 class Results:
     """Finished rows of one results table plus what the optimizer needs from it.
