@@ -202,6 +202,9 @@ def test_renderer_writes_png_and_svg(tmp_path, fitted):
     assert [p.name for p in paths] == ["pareto.png", "pareto.svg"]
     _assert_images(paths)
     assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind
+    redrawn = plot_pareto(pareto_info(results, recommend(results, "2%", models=models).to_dict()))
+    again = save_figure(redrawn, tmp_path / "again", "pareto")
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in paths]  # reproducible files
 
 
 def test_plot_results_on_a_table_with_only_the_minimal_columns(tmp_path, table_path):

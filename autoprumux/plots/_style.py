@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
@@ -73,13 +74,21 @@ def title_with_context(title: str, context: str) -> str:
 
 
 def save_figure(figure: Figure, out_dir: Path, stem: str, formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Write `figure` as `out_dir/stem.<format>` for each format; returns the paths."""
+    """Write `figure` as `out_dir/stem.<format>` for each format; returns the paths.
+
+    The files are reproducible: no creation date, and SVG element ids from a fixed salt, so that
+    redrawing the same table leaves committed plots byte-identical."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
         path = out_dir / f"{stem}.{fmt}"
-        # an existing plot is never left half-written
-        write_atomically(path, lambda tmp, fmt=fmt: figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
+
+        def draw(tmp: str, fmt: str = fmt) -> None:
+            metadata = {"Date": None} if fmt in ("svg", "pdf") else None
+            with matplotlib.rc_context({"svg.hashsalt": "autoprumux"}):
+                figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
+
+        write_atomically(path, draw)  # an existing plot is never left half-written
         paths.append(path)
     return paths
 
