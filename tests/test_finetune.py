@@ -203,7 +203,9 @@ def test_train_end_to_end_writes_model_and_metrics(capsys, tmp_path):
     status, _, _ = run_cli(capsys, "--spec", str(spec), "--task", "synthetic-sentiment", "--mux", "2",
                            "--out", str(out), "--epochs", "1", "--train-examples", "96", "--seed", "3")
     again = json.loads((out / "metrics.json").read_text())
-    assert status == 0 and all(s["reused"] for s in again["stages"]) and again["duration_s"] == 0
+    assert status == 0 and all(s["reused"] for s in again["stages"])
+    trained_seconds = again["duration_s"]  # accounting, not timing: reused stages count no training time
+    assert trained_seconds == 0
 
 
 def test_finetune_groups_slow_down_the_multiplexed_head(tiny_model):

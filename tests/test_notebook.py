@@ -82,8 +82,7 @@ def test_notebook_runs_on_the_repository_table(kernel_name):
 
 
 def test_notebook_falls_back_to_a_synthetic_table(tmp_path, kernel_name):
-    if not (NOTEBOOK.parents[1] / "results" / "demo" / "trials.csv").is_file():
-        pytest.skip("no demo table: the repository run above already used the synthetic fallback")
+    # a copy in a project without results/: the fallback runs whatever the repository holds
     copy = tmp_path / "project" / "notebooks" / NOTEBOOK.name
     copy.parent.mkdir(parents=True)
     shutil.copy(NOTEBOOK, copy)
