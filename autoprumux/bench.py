@@ -140,18 +140,21 @@ def count_flops(model: nn.Module, seq_len: int) -> float:
         rows = hidden.numel() // (hidden.shape[-1] * length)
         total += 4.0 * rows * heads * length * length * module.attention_head_size
 
-    def keyed_demux_hook(module: nn.Module, inputs, output) -> None:
+    def keyed_demux_hook(module: nn.Module, args, kwargs, output) -> None:
         # The keyed demultiplexers apply their first Linear with F.linear on its key and state
-        # column blocks (keys once per slot, states once per sequence), so no Linear hook sees it.
+        # column blocks (keys once per slot, states once per sequence, or once per position for
+        # the instance_mean readout), so no Linear hook sees it.
         nonlocal total
-        first, sequences = module.first, inputs[0].shape[0]
+        hidden = args[0]
+        first, sequences = module.first, hidden.shape[0]
         key_rows = module.mux_width * (1 if hasattr(module, "keys") else sequences)
+        positions = hidden.shape[1] - module.prefix_length if kwargs.get("mask") is not None else 1
         state_size = first.in_features - module.key_size
-        total += 2.0 * first.out_features * (key_rows * module.key_size + sequences * state_size)
+        total += 2.0 * first.out_features * (key_rows * module.key_size + sequences * positions * state_size)
 
     for module in model.modules():
         if hasattr(module, "first") and hasattr(module, "key_size"):
-            handles.append(module.register_forward_hook(keyed_demux_hook))
+            handles.append(module.register_forward_hook(keyed_demux_hook, with_kwargs=True))
         elif isinstance(module, nn.Linear):
             handles.append(module.register_forward_hook(linear_hook))
         elif hasattr(module, "query") and hasattr(module, "attention_head_size"):

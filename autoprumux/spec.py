@@ -40,6 +40,7 @@ except ImportError:  # Python 3.10
 
 MULTIPLEXERS = ("gaussian_hadamard", "binary_hadamard", "learned")
 DEMULTIPLEXERS = ("index_pos", "index", "mlp")
+READOUTS = ("instance_mean", "cls")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class MuxSettings:
     demultiplexer: str = "index_pos"
     demux_layers: int = 3
     mux_norm: float = 1.0
+    readout: str = "instance_mean"  # or "cls"; N = 4 trains only with instance_mean (sweeps/demo.toml)
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,8 @@ def _check_value(key: str, name: str, value: Any) -> None:
         _fail(key, value, f"one of {', '.join(MULTIPLEXERS)}")
     if name == "demultiplexer" and value not in DEMULTIPLEXERS:
         _fail(key, value, f"one of {', '.join(DEMULTIPLEXERS)}")
+    if name == "readout" and value not in READOUTS:
+        _fail(key, value, f"one of {', '.join(READOUTS)}")
 
 
 def validate_mux_width(value: Any, where: str = "mux") -> int:

@@ -51,6 +51,55 @@ def test_shapes_for_every_width_and_demultiplexer(tiny_model, mux_width, demulti
     assert (model.multiplexer is None) == (mux_width == 1) == (model.demultiplexer is None)
 
 
+@pytest.mark.parametrize("demultiplexer", ["index_pos", "mlp"])
+def test_instance_mean_readout_is_permutation_equivariant(tiny_model, demultiplexer):
+    # Slots carry their own vectors and keys, so permuting the inputs together with the slot
+    # parameters must permute the outputs. (`index` keys are tied to prefix positions, which carry
+    # position embeddings, so it has no such symmetry.)
+    width = 4
+    model = tiny_model(mux_width=width, demultiplexer=demultiplexer, readout="instance_mean")
+    batch = inputs(width)
+    batch["attention_mask"][1, 2, 5:] = 0  # instances of different lengths
+    batch["input_ids"][batch["attention_mask"] == 0] = 0
+    logits = model(**batch).logits
+    assert logits.shape == (B, width, LABELS)
+    order = torch.tensor([2, 0, 3, 1])
+    permuted = {k: v[:, order] for k, v in batch.items()}
+    with torch.no_grad():
+        model.multiplexer.vectors.copy_(model.multiplexer.vectors[order])
+        if demultiplexer == "index_pos":
+            model.demultiplexer.keys.copy_(model.demultiplexer.keys[order])
+        else:
+            model.demultiplexer.firsts = torch.nn.ModuleList(model.demultiplexer.firsts[i] for i in order)
+            model.demultiplexer.tails = torch.nn.ModuleList(model.demultiplexer.tails[i] for i in order)
+    assert torch.allclose(model(**permuted).logits, logits[:, order], atol=1e-5)
+
+
+def test_instance_mean_readout_reads_every_real_token_and_no_padding(tiny_model):
+    model = tiny_model(mux_width=2, readout="instance_mean")
+    cls_model = tiny_model(mux_width=2, readout="cls")
+    batch = inputs(2)
+    changed = {k: v.clone() for k, v in batch.items()}
+    changed["input_ids"][1, 1, 4] = 7 if batch["input_ids"][1, 1, 4] != 7 else 8  # a later real token
+    padded = {k: v.clone() for k, v in batch.items()}
+    padded["input_ids"][0, 0, -1] = 9  # under the padding mask
+    assert not torch.allclose(model(**changed).logits[1, 1], model(**batch).logits[1, 1])
+    assert torch.allclose(model(**padded).logits, model(**batch).logits, atol=1e-6)
+    assert model.config.readout == "instance_mean" and cls_model.config.readout == "cls"
+
+
+def test_instance_mean_readout_flops_count_the_demultiplexer_at_every_position(tiny_model):
+    from autoprumux.bench import count_flops
+
+    cls_flops = count_flops(tiny_model(mux_width=2, readout="cls"), T)
+    mean_flops = count_flops(tiny_model(mux_width=2, readout="instance_mean"), T)
+    # Each extra position costs the first layer's state part once (D x D) and the 2 tail blocks
+    # (D x D each) once per instance; FLOPs are per example, so per sequence / N.
+    width = 2
+    per_position = 2.0 * (D * D + width * 2 * D * D)
+    assert mean_flops - cls_flops == pytest.approx(per_position * (T - 1) / width, rel=1e-6)
+
+
 def test_n1_equals_bert_for_sequence_classification(tiny_model):
     model = tiny_model(mux_width=1)
     bert_config = BertConfig(**{k: v for k, v in model.config.to_dict().items() if k in BertConfig.__dataclass_fields__})

@@ -192,10 +192,12 @@ def test_pruned_hidden_dims_are_zero_in_every_layer_output():
 
 
 @pytest.mark.parametrize(
-    ("mux_width", "demultiplexer"), [(1, "index_pos"), (2, "index_pos"), (2, "index"), (2, "mlp")]
+    ("mux_width", "demultiplexer", "readout"),
+    [(1, "index_pos", "cls"), (2, "index_pos", "cls"), (2, "index", "cls"), (2, "mlp", "cls"),
+     (3, "index_pos", "instance_mean"), (2, "index", "instance_mean"), (2, "mlp", "instance_mean")],
 )
-def test_compacted_model_computes_the_gated_models_logits(mux_width, demultiplexer):
-    model = make_model(mux_width, demultiplexer=demultiplexer)
+def test_compacted_model_computes_the_gated_models_logits(mux_width, demultiplexer, readout):
+    model = make_model(mux_width, demultiplexer=demultiplexer, readout=readout)
     gates = random_gates(model.config, seed=5, kill_attention=1, kill_ffn=0)
     with GatedModel(model, gates) as gated:
         reference = model(**inputs(mux_width)).logits

@@ -20,6 +20,9 @@ class MuxBertConfig(BertConfig):
         multiplexer: `gaussian_hadamard`, `binary_hadamard` or `learned`.
         demultiplexer: `index_pos`, `index` or `mlp`.
         demux_layers: Linear-GELU-LayerNorm blocks in the demultiplexer's MLP (>= 1).
+        readout: what the classifier reads at N > 1: `cls` (each instance demultiplexed at position
+            0) or `instance_mean` (demultiplexed at every position, averaged over the instance's
+            own real tokens).
         mux_norm: root-mean-square of the multiplexer's slot vectors (their L2 norm is
             `mux_norm * sqrt(hidden_size)`), so a multiplexed embedding keeps the scale of a plain one.
         mux_seed: seed of the fixed slot vectors, so the same config always gives the same vectors.
@@ -39,6 +42,7 @@ class MuxBertConfig(BertConfig):
     multiplexer: str = "gaussian_hadamard"
     demultiplexer: str = "index_pos"
     demux_layers: int = 3
+    readout: str = "cls"
     mux_norm: float | int = 1.0
     mux_seed: int = 0
     retrieval_head: bool = False

@@ -11,8 +11,12 @@ The MLP is Linear(in -> d), GELU, LayerNorm, then (demux_layers - 1) x [Linear(d
 LayerNorm]. The concatenations are never materialised: the first Linear's weight is split into its
 key columns and its state columns, so the state part is computed once for all N instances.
 
-Two ways to call one:
-- `demux(hidden)` -> [B, N, d]: every instance at its first position ([CLS]), for classification;
+Three ways to call one:
+- `demux(hidden)` -> [B, N, d]: every instance at its first position ([CLS]), the `cls` readout;
+- `demux(hidden, mask=m)` with m [B, N, T] -> [B, N, d]: the `instance_mean` readout, every instance
+  demultiplexed at every position and averaged over its own real tokens (m = 1). Every slot starts
+  with the same [CLS], so position 0 of the mixture is one constant vector and the `cls` readout
+  leaves all separation to attention; the mean reads each instance where it is distinguishable;
 - `demux(hidden, instance=idx)` with idx [B, T] -> [B, T, d]: at every token position t the state of
   instance idx[b, t], for the token-retrieval objective.
 
@@ -47,6 +51,12 @@ def _slice_in_columns(linear: nn.Linear, columns: torch.LongTensor) -> nn.Linear
     return sliced
 
 
+def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of states [B, N, T, d] over the positions where mask [B, N, T] is 1 -> [B, N, d]."""
+    weights = mask.to(states.dtype).unsqueeze(-1)
+    return (states * weights).sum(dim=2) / weights.sum(dim=2).clamp_min(1.0)
+
+
 class Demultiplexer(nn.Module):
     """Base class: `prefix_length` extra positions the model must prepend (0 unless `index`)."""
 
@@ -56,7 +66,9 @@ class Demultiplexer(nn.Module):
         """[N, prefix_length, d_enc] word-level embeddings prepended to each instance, or None."""
         return None
 
-    def forward(self, hidden: torch.Tensor, instance: torch.LongTensor | None = None) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor, instance: torch.LongTensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def prune_hidden(self, keep: torch.LongTensor) -> None:
@@ -84,14 +96,19 @@ class _KeyedDemultiplexer(Demultiplexer):
         """The instance token positions of the encoder output, [B, T, d_enc]."""
         return hidden[:, self.prefix_length :]
 
-    def forward(self, hidden: torch.Tensor, instance: torch.LongTensor | None = None) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor, instance: torch.LongTensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         weight_key = self.first.weight[:, : self.key_size]
         weight_state = self.first.weight[:, self.key_size :]
         key_part = F.linear(self._keys(hidden), weight_key, self.first.bias)  # [N, d] or [B, N, d]
         if key_part.dim() == 2:
             key_part = key_part.unsqueeze(0).expand(hidden.shape[0], -1, -1)
         tokens = self._tokens(hidden)
-        if instance is None:  # classification: every instance at its first position
+        if mask is not None:  # instance_mean readout
+            state_part = F.linear(tokens, weight_state)  # [B, T, d]
+            return masked_mean(self.tail(key_part.unsqueeze(2) + state_part.unsqueeze(1)), mask)
+        if instance is None:  # cls readout: every instance at its first position
             state_part = F.linear(tokens[:, 0], weight_state)  # [B, d]
             return self.tail(key_part + state_part.unsqueeze(1))  # [B, N, d]
         state_part = F.linear(tokens, weight_state)  # [B, T, d]
@@ -155,9 +172,14 @@ class MlpDemultiplexer(Demultiplexer):
         self.firsts = nn.ModuleList(nn.Linear(encoder_size, hidden_size) for _ in range(mux_width))
         self.tails = nn.ModuleList(_mlp_tail(hidden_size, layers, eps) for _ in range(mux_width))
 
-    def forward(self, hidden: torch.Tensor, instance: torch.LongTensor | None = None) -> torch.Tensor:
-        source = hidden[:, 0] if instance is None else hidden  # [B, d_enc] or [B, T, d_enc]
+    def forward(
+        self, hidden: torch.Tensor, instance: torch.LongTensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        every_position = instance is not None or mask is not None
+        source = hidden if every_position else hidden[:, 0]  # [B, T, d_enc] or [B, d_enc]
         states = torch.stack([tail(first(source)) for first, tail in zip(self.firsts, self.tails, strict=True)], dim=1)
+        if mask is not None:
+            return masked_mean(states, mask)  # [B, N, d]
         if instance is None:
             return states  # [B, N, d]
         index = instance[:, None, :, None].expand(-1, 1, -1, states.shape[-1])

@@ -174,7 +174,7 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
         return pooled.unsqueeze(1), hidden_states, encoded
 
     def _forward_mux(self, input_ids, attention_mask, token_type_ids, output_hidden_states):
-        """N > 1: embed each instance, mix, encode once, demultiplex every instance's [CLS]."""
+        """N > 1: embed each instance, mix, encode once, demultiplex each instance (`config.readout`)."""
         batch, width, length = input_ids.shape
         words = self.bert.embeddings.word_embeddings(input_ids)  # [B, N, T, d_enc]
         if token_type_ids is None:
@@ -194,7 +194,10 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
         embedded = embedded * attention_mask.unsqueeze(-1).to(embedded.dtype)
         mixed = self.multiplexer(embedded)
         encoded, hidden_states = self._encode(mixed, attention_mask.amax(dim=1), output_hidden_states)
-        states = self.demultiplexer(encoded)  # [B, N, d]
+        if self.config.readout == "instance_mean":
+            states = self.demultiplexer(encoded, mask=attention_mask[:, :, self.demultiplexer.prefix_length :])
+        else:
+            states = self.demultiplexer(encoded)  # [B, N, d]
         pooled = self.bert.pooler.activation(self.bert.pooler.dense(states))
         return pooled, hidden_states, encoded
 
