@@ -40,7 +40,7 @@ except ImportError:  # Python 3.10
 
 MULTIPLEXERS = ("gaussian_hadamard", "binary_hadamard", "learned")
 DEMULTIPLEXERS = ("index_pos", "index", "mlp")
-READOUTS = ("instance_mean", "cls")
+READOUTS = ("cls", "instance_mean")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class MuxSettings:
     demultiplexer: str = "index_pos"
     demux_layers: int = 3
     mux_norm: float = 1.0
-    readout: str = "instance_mean"  # or "cls"; N = 4 trains only with instance_mean (sweeps/demo.toml)
+    readout: str = "cls"  # or "instance_mean" (MECHANICS.md "Readout at N > 1"); default pending issue 12's runs
 
 
 @dataclass(frozen=True)

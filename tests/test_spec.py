@@ -39,6 +39,7 @@ def test_defaults_and_overrides(tmp_path):
         ("[prune]\nlambda = 1\n", "unknown key prune.lambda"),
         ("colour = 1\n", "unknown key colour"),
         ("[mux]\nmultiplexer = \"fourier\"\n", "gaussian_hadamard"),
+        ("[mux]\nreadout = \"max\"\n", "mux.readout = 'max' is invalid; expected one of cls, instance_mean"),
         ("storage = \"not a url\"\n", "storage URL"),
     ],
 )
