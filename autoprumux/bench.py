@@ -172,8 +172,10 @@ def count_flops(model: nn.Module, seq_len: int) -> float:
     return total / _mux_width(model)
 
 
-def resolve_device(name: str | None) -> torch.device:
-    """`None` -> cuda when available, else cpu; a bad name is a user error."""
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """`None` -> cuda when available, else cpu; a torch.device passes through; a bad name is a user error."""
+    if isinstance(name, torch.device):
+        return name
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -232,7 +234,7 @@ def measure_throughput(
     The model is moved to `device` and put in eval mode. On CPU the thread count is fixed to
     `threads` (default: all cores) for the measurement and recorded.
     """
-    device = device if isinstance(device, torch.device) else resolve_device(device)
+    device = resolve_device(device)
     threads = threads or torch.get_num_threads() or os.cpu_count() or 1
     model = model.to(device).eval()
     flops = count_flops(model, seq_len)

@@ -41,6 +41,57 @@ except ImportError:  # Python 3.10
 MULTIPLEXERS = ("gaussian_hadamard", "binary_hadamard", "learned")
 DEMULTIPLEXERS = ("index_pos", "index", "mlp")
 READOUTS = ("cls", "instance_mean")
+BUDGET_UNITS = ("epochs", "steps", "examples")
+
+
+@dataclass(frozen=True)
+class StageBudget:
+    """How long a stage trains: `amount` epochs, optimizer steps or examples seen (the one definition).
+
+    Epochs count passes over the training split in multiplexed batches, so at a fixed batch size
+    an epoch at N = 4 is a quarter of the steps of one at N = 1. Steps and examples do not shrink
+    with N: a budget of 2,000 steps is 2,000 optimizer updates at every N, and one of 256,000
+    examples sees that many original inputs (a multiplexed sequence carries N of them).
+    """
+
+    amount: float
+    unit: str  # one of BUDGET_UNITS
+
+    def batches(self, train_examples: int, mux_width: int, batch_size: int, grad_accum: int = 1) -> int:
+        """Batches (forward/backward passes) the budget allows on a split of `train_examples`."""
+        if self.unit == "epochs":
+            return math.ceil(self.amount * batches_per_epoch(train_examples, mux_width, batch_size))
+        if self.unit == "steps":
+            return int(self.amount) * grad_accum
+        return math.ceil(self.amount / (batch_size * mux_width))
+
+    def steps(self, train_examples: int, mux_width: int, batch_size: int, grad_accum: int = 1) -> int:
+        """Optimizer steps the budget allows."""
+        return math.ceil(self.batches(train_examples, mux_width, batch_size, grad_accum) / grad_accum)
+
+    def __str__(self) -> str:
+        return f"{self.amount:,g} {self.unit}"
+
+
+def batches_per_epoch(num_examples: int, mux_width: int, batch_size: int) -> int:
+    """Multiplexed batches in one pass over `num_examples`: ceil(ceil(M / N) / B)."""
+    return math.ceil(math.ceil(num_examples / mux_width) / batch_size)
+
+
+class _Budgeted:
+    """Stage settings whose length is `epochs`, or `steps` / `examples` when one of those is set."""
+
+    epochs: float
+    steps: int | None
+    examples: int | None
+
+    @property
+    def budget(self) -> StageBudget:
+        if self.steps is not None:
+            return StageBudget(self.steps, "steps")
+        if self.examples is not None:
+            return StageBudget(self.examples, "examples")
+        return StageBudget(self.epochs, "epochs")
 
 
 @dataclass(frozen=True)
@@ -68,21 +119,48 @@ class MuxSettings:
 
 
 @dataclass(frozen=True)
-class WarmupSettings:
+class PretrainSettings(_Budgeted):
+    """Multiplexed pre-training: masked-token prediction plus token retrieval over unlabelled text.
+
+    Off by default (`epochs = 0`). When on, it is the first stage at every N of the grid, N = 1
+    included (masked-token prediction only, so the baseline gets the same pre-training), and it
+    replaces the retrieval warm-up at N > 1. Its output depends on the backbone, N, the corpus
+    and these settings, not on the task: with a named `corpus`, every task and sparsity of one N
+    starts from one pre-trained model.
+    """
+
+    epochs: float = 0.0
+    steps: int | None = None  # optimizer steps instead of epochs
+    examples: int | None = None  # examples seen instead of epochs
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_ratio: float = 0.1
+    mask_probability: float = 0.15  # of each instance's real tokens, BERT's 80/10/10 corruption
+    retrieval_target: float | None = None  # stop once validation retrieval accuracy reaches it (budget = cap)
+    corpus: str | None = None  # a text file (one text per line) or a folder of .txt files; None = the task's training texts
+
+
+@dataclass(frozen=True)
+class WarmupSettings(_Budgeted):
     """Token-retrieval warm-up, run before task training when N > 1 (epochs = 0 skips it)."""
 
     epochs: float = 4.0
+    steps: int | None = None  # optimizer steps instead of epochs
+    examples: int | None = None  # examples seen instead of epochs
     batch_size: int = 16
     learning_rate: float = 1e-3
     warmup_ratio: float = 0.1
     retrieval_fraction: float = 1.0  # fraction of positions scored
+    retrieval_target: float | None = None  # stop once validation retrieval accuracy reaches it (budget = cap)
 
 
 @dataclass(frozen=True)
-class FinetuneSettings:
+class FinetuneSettings(_Budgeted):
     """Task fine-tuning of the multiplexed model: the s = 0 point and the pruning teacher."""
 
     epochs: float = 10.0
+    steps: int | None = None  # optimizer steps instead of epochs
+    examples: int | None = None  # examples seen instead of epochs
     batch_size: int = 32
     learning_rate: float = 5e-4
     weight_decay: float = 0.01
@@ -93,10 +171,12 @@ class FinetuneSettings:
 
 
 @dataclass(frozen=True)
-class PruneSettings:
+class PruneSettings(_Budgeted):
     """CoFi pruning with distillation from the s = 0 model of the same N (MECHANICS.md section 2)."""
 
     epochs: float = 4.0
+    steps: int | None = None  # optimizer steps instead of epochs
+    examples: int | None = None  # examples seen instead of epochs
     batch_size: int = 32
     learning_rate: float = 5e-5
     reg_learning_rate: float = 0.01  # gates (log alpha) and Lagrange multipliers
@@ -110,10 +190,12 @@ class PruneSettings:
 
 
 @dataclass(frozen=True)
-class PostFinetuneSettings:
+class PostFinetuneSettings(_Budgeted):
     """Fine-tuning of the pruned model with its masks fixed."""
 
     epochs: float = 2.0
+    steps: int | None = None  # optimizer steps instead of epochs
+    examples: int | None = None  # examples seen instead of epochs
     batch_size: int = 64
     learning_rate: float = 3e-5
     warmup_ratio: float = 0.0
@@ -149,6 +231,7 @@ class TrainingSettings:
     seed: int = 0
     data: DataSettings = field(default_factory=DataSettings)
     mux: MuxSettings = field(default_factory=MuxSettings)
+    pretrain: PretrainSettings = field(default_factory=PretrainSettings)
     warmup: WarmupSettings = field(default_factory=WarmupSettings)
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     prune: PruneSettings = field(default_factory=PruneSettings)
@@ -213,10 +296,12 @@ _RANGES = {
     "retrieval_fraction": (0.0, 1.0),
     "warmup_ratio": (0.0, 1.0),
     "droprate_init": (0.0, 1.0),
+    "retrieval_target": (0.0, 1.0),
+    "mask_probability": (0.0, 1.0),
 }
 _NON_NEGATIVE = {
     "epochs", "weight_decay", "retrieval_loss_coeff", "lagrangian_warmup_epochs", "distill_layer_weight",
-    "distill_pred_weight", "distill_ce_weight", "warmup", "max_retries",
+    "distill_pred_weight", "distill_ce_weight", "warmup", "max_retries", "steps", "examples",
 }
 
 
@@ -266,6 +351,12 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
             f"unknown key {prefix}{unknown[0]}; accepted keys{' in [' + where + ']' if where else ''}: "
             f"{', '.join(sorted(known))}"
         )
+    if issubclass(cls, _Budgeted):
+        given = [unit for unit in BUDGET_UNITS if unit in raw]
+        if len(given) > 1:
+            raise SpecError(
+                f"[{where}] gives its length twice ({' and '.join(given)}); give one of {', '.join(BUDGET_UNITS)}"
+            )
     kwargs = {}
     for name, value in raw.items():
         key = f"{where}.{name}" if where else name
@@ -357,6 +448,7 @@ def spec_from_dict(raw: dict[str, Any], source: str | None = None) -> SweepSpec:
     if top.storage is not None and "://" not in top.storage:
         _fail("storage", top.storage, "an Optuna storage URL such as sqlite:///path/study.db or postgresql://...")
     _check_task_and_model(training)
+    _check_corpus(training.pretrain.corpus)
     return dataclasses.replace(top, training=training, grid=grid, source=source)
 
 
@@ -376,6 +468,11 @@ def _check_task_and_model(training: TrainingSettings) -> None:
         raise SpecError(
             f"task = {training.task!r} is unknown; expected one of {', '.join(list_tasks())} or a path to a data file/folder"
         )
+
+
+def _check_corpus(corpus: str | None) -> None:
+    if corpus is not None and not (Path(corpus).is_file() or Path(corpus).is_dir()):
+        _fail("pretrain.corpus", corpus, "an existing text file (one text per line) or a folder of .txt files")
 
 
 def load_spec(path: str | Path) -> SweepSpec:

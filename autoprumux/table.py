@@ -46,6 +46,7 @@ COLUMNS: dict[str, Column] = _columns(
     Column("sparsity", "float", "fraction", "sparsity measured on the compacted model"),
     Column("accuracy", "float", "fraction", "validation accuracy in [0, 1]"),
     Column("eval_examples", "int", "examples", "validation examples the accuracy was measured on"),
+    Column("retrieval_accuracy", "float", "fraction", "token retrieval reached before task training (N > 1)"),
     Column("throughput", "float", "examples/s", "median inference throughput"),
     Column("throughput_spread", "float", "examples/s", "interquartile range of throughput"),
     Column("flops_per_example", "float", "FLOPs", "analytic forward FLOPs per original input"),

@@ -66,6 +66,25 @@ def test_fractional_epochs_and_gradient_accumulation_count_steps(tiny_model):
     assert result.steps == 4  # 15 batches -> steps after 4, 8, 12 and the last one
 
 
+def test_a_step_budget_is_a_cap_when_the_metric_reaches_stop_at(tiny_model):
+    split = random_split(320, 6, seed=0)  # 10 batches of 32 per epoch at N = 1
+    scores = iter([0.5, 0.97, 0.995, 1.0])
+    model = tiny_model(num_labels=2)
+    result = train_loop(
+        model, epoch_batches(split, 1, 32, seed=0), classification_loss, total_batches=35,
+        steps_per_epoch=10, learning_rate=1e-3, evaluate=lambda m: next(scores), stop_at=0.99, progress=False,
+    )
+    assert result.steps == 30 and len(result.history) == 3  # stopped after the third epoch's evaluation
+    uncapped = train_loop(
+        tiny_model(num_labels=2), epoch_batches(split, 1, 32, seed=0), classification_loss, total_batches=35,
+        steps_per_epoch=10, learning_rate=1e-3, progress=False,
+    )
+    assert uncapped.steps == 35 and len(uncapped.history) == 4  # 3.5 epochs, the last cut short
+    with pytest.raises(TypeError, match="exactly one"):
+        train_loop(model, epoch_batches(split, 1, 32, seed=0), classification_loss, steps_per_epoch=10,
+                   learning_rate=1e-3, progress=False)
+
+
 def test_keep_best_restores_the_best_epoch(tiny_model):
     split = random_split(64, 6, seed=0)
     scores = iter([0.9, 0.1, 0.2])

@@ -41,6 +41,11 @@ def test_defaults_and_overrides(tmp_path):
         ("[mux]\nmultiplexer = \"fourier\"\n", "gaussian_hadamard"),
         ("[mux]\nreadout = \"max\"\n", "mux.readout = 'max' is invalid; expected one of cls, instance_mean"),
         ("storage = \"not a url\"\n", "storage URL"),
+        ("[warmup]\nepochs = 3\nsteps = 100\n", "[warmup] gives its length twice (epochs and steps); give one of"),
+        ("[finetune]\nsteps = 2.5\n", "finetune.steps = 2.5 is invalid; expected an integer"),
+        ("[prune]\nexamples = -5\n", "prune.examples = -5"),
+        ("[warmup]\nstep = 100\n", "unknown key warmup.step; accepted keys in [warmup]"),
+        ("[warmup]\nretrieval_target = 1.5\n", "warmup.retrieval_target = 1.5"),
     ],
 )
 def test_malformed_specs_name_the_field(tmp_path, extra, needle):
@@ -102,3 +107,35 @@ def test_cli_dry_run_and_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("autoprumux: error: ") and "grid.sparsity[0] = 1.0" in err
     assert len(err.splitlines()) == 1
+
+
+def test_stage_budgets_in_steps_and_examples(tmp_path):
+    """Budget accounting: epochs shrink with N, steps and examples do not; --dry-run says which."""
+    spec = load_spec(write(tmp_path, MINIMAL + (
+        "[grid]\nmux = [2, 4]\nsparsity = [0.5]\n[data]\ntrain_size = 1000\n"
+        "[warmup]\nsteps = 300\nbatch_size = 10\nretrieval_target = 0.99\n"
+        "[finetune]\nepochs = 2\nbatch_size = 10\ngrad_accum = 2\n"
+        "[prune]\nexamples = 4000\nbatch_size = 10\n"
+    )))
+    training = spec.training
+    assert str(training.warmup.budget) == "300 steps"
+    assert str(training.finetune.budget) == "2 epochs"
+    assert str(training.prune.budget) == "4,000 examples"
+    # steps: the same at every N (grad_accum multiplies the batches, not the steps)
+    assert [training.warmup.budget.steps(1000, n, 10) for n in (2, 4)] == [300, 300]
+    assert training.finetune.budget.batches(1000, 4, 10, grad_accum=2) == 2 * 25
+    assert training.finetune.budget.steps(1000, 4, 10, grad_accum=2) == 25
+    # epochs: ceil(ceil(1000 / N) / 10) batches each
+    assert [training.finetune.budget.batches(1000, n, 10) for n in (1, 2, 4)] == [200, 100, 50]
+    # examples: each batch sees batch_size x N of them
+    assert [training.prune.budget.batches(1000, n, 10) for n in (1, 2, 4)] == [400, 200, 100]
+    text = format_plan(plan_sweep(spec))
+    assert "warmup         300 steps at most, stopping at retrieval accuracy 0.99 = optimizer steps N=2: 300, N=4: 300" in text
+    assert "finetune       2 epochs = optimizer steps N=1: 100, N=2: 50, N=4: 25" in text
+    assert "prune          4,000 examples = optimizer steps N=1: 400, N=2: 200, N=4: 100" in text
+
+
+def test_a_zero_warmup_budget_skips_the_stage(tmp_path):
+    spec = load_spec(write(tmp_path, MINIMAL + "[grid]\nmux = [2]\nsparsity = [0.5]\n[warmup]\nsteps = 0\n"))
+    names = {s.name for s in plan_sweep(spec).unique_stages.values()}
+    assert "warmup" not in names and "finetune" in names

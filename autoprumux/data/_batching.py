@@ -6,7 +6,6 @@ sees N * batch_size examples (MECHANICS.md, "Batches").
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
@@ -14,6 +13,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from autoprumux.data._types import TextSplit
+from autoprumux.spec import batches_per_epoch
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class MuxBatch:
 
 def num_mux_batches(num_examples: int, mux_width: int, batch_size: int) -> int:
     """How many batches `mux_batches` yields: ceil(ceil(M / N) / B)."""
-    return math.ceil(math.ceil(num_examples / mux_width) / batch_size)
+    return batches_per_epoch(num_examples, mux_width, batch_size)
 
 
 def mux_batches(

@@ -44,7 +44,7 @@ def _mux_fields(mux_width: int, mux_settings, retrieval_head: bool, tokenizer) -
         demux_layers=mux_settings.demux_layers,
         readout=mux_settings.readout,
         mux_norm=float(mux_settings.mux_norm),
-        retrieval_head=retrieval_head and mux_width > 1,
+        retrieval_head=retrieval_head,
         retrieval_ignore_ids=sorted(set(tokenizer.all_special_ids)) if tokenizer is not None else None,
     )
 

@@ -95,7 +95,7 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.retrieval_head: RetrievalHead | None = None
-        if config.retrieval_head and config.mux_width > 1:
+        if config.retrieval_head:
             self.retrieval_head = RetrievalHead(config.hidden_size, config.vocab_size, config.layer_norm_eps)
         self.post_init()
 
@@ -120,14 +120,19 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
         valid: torch.Tensor | None = None,
         retrieval: bool = False,
         retrieval_fraction: float = 1.0,
+        retrieval_targets: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         **kwargs,
     ) -> MuxClassifierOutput:
         """Classify B x N inputs given as [B, N, T] tensors (ids, mask, token types).
 
         labels [B, N] (optional) give `loss`, the mean cross-entropy over the slots where `valid`
-        [B, N] is True (all slots when `valid` is None). `retrieval=True` (N > 1, with a retrieval
-        head) also returns the token-retrieval loss on a `retrieval_fraction` of the positions.
+        [B, N] is True (all slots when `valid` is None). `retrieval=True` (with a retrieval head)
+        also returns the token-retrieval loss on a `retrieval_fraction` of the positions: at each
+        position, a random instance's token is predicted from its demultiplexed state (at N = 1,
+        from the encoder's state). The tokens to predict are `retrieval_targets` [B, N, T] when
+        given (masked-token pre-training: the inputs are corrupted, the targets are not), else
+        the inputs themselves.
         """
         if input_ids.dim() == 2:
             input_ids, attention_mask, token_type_ids = (
@@ -148,7 +153,8 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
         if labels is not None:
             output.loss = classification_loss(logits, labels, valid)
         if retrieval:
-            self._add_retrieval(output, encoded, input_ids, attention_mask, retrieval_fraction)
+            targets = input_ids if retrieval_targets is None else retrieval_targets.view_as(input_ids)
+            self._add_retrieval(output, encoded, targets, attention_mask, retrieval_fraction)
         return output
 
     def _encode(
@@ -204,7 +210,7 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
     def _add_retrieval(self, output, encoded, input_ids, attention_mask, fraction) -> None:
         """Token retrieval: at each position, predict a random instance's token from its demuxed state."""
         if self.retrieval_head is None:
-            raise ValueError("retrieval=True needs N > 1 and a model built with retrieval_head=True")
+            raise ValueError("retrieval=True needs a model built with retrieval_head=True")
         batch, width, length = input_ids.shape
         instance = torch.randint(width, (batch, length), device=input_ids.device)
         targets = input_ids.gather(1, instance.unsqueeze(1)).squeeze(1)  # [B, T]
@@ -213,7 +219,10 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
         scored &= ~torch.isin(targets, torch.tensor(ignore, device=targets.device))
         if fraction < 1.0:
             scored &= torch.rand(batch, length, device=targets.device) < fraction
-        states = self.demultiplexer(encoded, instance=instance)  # [B, T, d]
+        if self.demultiplexer is None:  # N = 1: the encoder's own states
+            states = encoded
+        else:
+            states = self.demultiplexer(encoded, instance=instance)  # [B, T, d]
         logits = self.retrieval_head(states[scored])
         labels = targets[scored]
         output.retrieval_logits = logits
@@ -225,15 +234,23 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
     # -- what users ask of a model -------------------------------------------------------------
 
     def add_retrieval_head(self) -> None:
-        """Give an N > 1 model a new (randomly initialised) token-retrieval head."""
-        if self.config.mux_width == 1:
-            raise ValueError("the token-retrieval head needs N > 1")
+        """Give the model a new (randomly initialised) token-retrieval head."""
         config = self.config
         head = RetrievalHead(config.hidden_size, config.vocab_size, config.layer_norm_eps)
         for module in head.modules():
             self._init_weights(module)
         self.retrieval_head = head.to(self.classifier.weight.device)
         config.retrieval_head = True
+
+    def reset_classifier(self, num_labels: int, label_names=None) -> None:
+        """A new (randomly initialised) classifier for `num_labels` labels, e.g. after pre-training."""
+        config = self.config
+        names = list(label_names) if label_names else [f"LABEL_{i}" for i in range(num_labels)]
+        config.num_labels = self.num_labels = num_labels
+        config.id2label, config.label2id = dict(enumerate(names)), {n: i for i, n in enumerate(names)}
+        classifier = nn.Linear(config.hidden_size, num_labels)
+        self._init_weights(classifier)
+        self.classifier = classifier.to(self.bert.embeddings.word_embeddings.weight.device)
 
     def drop_retrieval_head(self) -> None:
         """Remove the token-retrieval head (after warm-up) so the deployed model does not carry it."""

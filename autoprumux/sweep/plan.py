@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from autoprumux.spec import SweepSpec
 from autoprumux.table import family_of
-from autoprumux.train.plan import Stage, stage_chain
+from autoprumux.train.plan import STAGES, Stage, stage_chain
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ def format_plan(plan: SweepPlan) -> str:
     for i, trial in enumerate(plan.trials):
         chain = " -> ".join(s.key for s in trial.stages)
         lines.append(f"{i:>3}  {trial.mux:>3}  {trial.sparsity:>5.2f}  {trial.family:<10}  {chain}")
+    lines.extend(format_budgets(plan))
     unique = len(plan.unique_stages)
     total = plan.stage_runs_without_reuse
     lines.append(
@@ -73,3 +74,32 @@ def format_plan(plan: SweepPlan) -> str:
         f"table: {spec.table_path}"
     )
     return "\n".join(lines)
+
+
+def format_budgets(plan: SweepPlan) -> list[str]:
+    """One line per stage kind: its length as the spec gives it, and in optimizer steps per N.
+
+    Steps are shown when the spec fixes the training-split size (`[data] train_size`); a budget in
+    epochs shrinks with N (each multiplexed batch carries N examples), one in steps does not.
+    """
+    training = plan.spec.training
+    train_size = training.data.train_size
+    widths: dict[str, list[int]] = {}
+    for trial in plan.trials:
+        for stage in trial.stages:
+            if trial.mux not in widths.setdefault(stage.name, []):
+                widths[stage.name].append(trial.mux)
+    lines = ["stage lengths:"]
+    for name, muxes in sorted(widths.items(), key=lambda item: STAGES.index(item[0])):
+        settings = getattr(training, name)
+        line = f"  {name:<14} {settings.budget}"
+        if name == "warmup" and settings.retrieval_target is not None:
+            line += f" at most, stopping at retrieval accuracy {settings.retrieval_target:g}"
+        if train_size is not None:
+            steps = ", ".join(
+                f"N={n}: {settings.budget.steps(train_size, n, settings.batch_size, getattr(settings, 'grad_accum', 1)):,}"
+                for n in sorted(muxes)
+            )
+            line += f" = optimizer steps {steps}"
+        lines.append(line)
+    return lines

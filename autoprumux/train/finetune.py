@@ -23,9 +23,11 @@ from autoprumux.train.device import autocast, resolve_device, seed_everything
 from autoprumux.train.loop import evaluate_accuracy, model_inputs, train_loop
 from autoprumux.train.plan import Stage
 from autoprumux.train.stage_io import (
+    budget_batches,
     epoch_batches,
     load_parent_model,
     load_stage_data,
+    read_stage_metrics,
     steps_per_epoch,
     write_stage,
 )
@@ -63,10 +65,6 @@ def finetune_param_groups(model, learning_rate: float, weight_decay: float, head
         }
         for (is_head, decays), params in sorted(groups.items())
     ]
-
-
-def _device(device) -> torch.device:
-    return device if isinstance(device, torch.device) else resolve_device(device)
 
 
 def _new_model(settings: TrainingSettings, stage: Stage, data, *, retrieval_head: bool):
@@ -122,7 +120,7 @@ def run_warmup(
     `duration_s` (seconds) and the per-epoch `history`.
     """
     started = time.perf_counter()
-    device = _device(device)
+    device = resolve_device(device)
     warmup = settings.warmup
     data = load_stage_data(settings, parent_dir)
     model = _new_model(settings, stage, data, retrieval_head=True)
@@ -138,12 +136,13 @@ def run_warmup(
         model,
         epoch_batches(data.train, stage.mux, warmup.batch_size, settings.seed),
         loss_fn,
-        epochs=warmup.epochs,
+        total_batches=budget_batches(warmup.budget, data.train, stage.mux, warmup.batch_size),
         steps_per_epoch=steps_per_epoch(data.train, stage.mux, warmup.batch_size),
         learning_rate=warmup.learning_rate,
         weight_decay=WEIGHT_DECAY_WARMUP,
         warmup_ratio=warmup.warmup_ratio,
         evaluate=lambda m: evaluate_retrieval(m, data.validation, stage.mux, warmup.batch_size, device, settings.seed),
+        stop_at=warmup.retrieval_target,
         seed=settings.seed,
         device=device,
         progress=progress,
@@ -155,8 +154,10 @@ def run_warmup(
         "mux": stage.mux,
         "retrieval_accuracy": result.best_metric,
         "best_epoch": result.best_epoch,
-        "epochs": warmup.epochs,
+        "budget": str(warmup.budget),
+        "retrieval_target": warmup.retrieval_target,
         "steps": result.steps,
+        "examples_seen": result.steps * warmup.batch_size * stage.mux,
         "train_examples": len(data.train),
         "duration_s": time.perf_counter() - started,
         "history": result.history,
@@ -183,12 +184,14 @@ def run_finetune(
     The saved model carries no retrieval head.
     """
     started = time.perf_counter()
-    device = _device(device)
+    device = resolve_device(device)
     finetune = settings.finetune
     coeff = finetune.retrieval_loss_coeff if stage.mux > 1 else 0.0
     data = load_stage_data(settings, parent_dir)
     if parent_dir is not None:
         model = load_parent_model(parent_dir)
+        if read_stage_metrics(parent_dir).get("stage") == "pretrain":  # task-free: give it this task's classifier
+            model.reset_classifier(data.task.num_labels, data.task.label_names)
     else:
         model = _new_model(settings, stage, data, retrieval_head=coeff > 0)
     if coeff > 0 and model.retrieval_head is None:
@@ -208,7 +211,7 @@ def run_finetune(
         model,
         epoch_batches(data.train, stage.mux, finetune.batch_size, settings.seed),
         loss_fn,
-        epochs=finetune.epochs,
+        total_batches=budget_batches(finetune.budget, data.train, stage.mux, finetune.batch_size, finetune.grad_accum),
         steps_per_epoch=steps_per_epoch(data.train, stage.mux, finetune.batch_size),
         learning_rate=finetune.learning_rate,
         param_groups=finetune_param_groups(model, finetune.learning_rate, finetune.weight_decay, head_lr_scale),
@@ -227,7 +230,7 @@ def run_finetune(
         "mux": stage.mux,
         "accuracy": result.best_metric,
         "best_epoch": result.best_epoch,
-        "epochs": finetune.epochs,
+        "budget": str(finetune.budget),
         "steps": result.steps,
         "train_examples": len(data.train),
         "validation_examples": len(data.validation),

@@ -98,8 +98,9 @@ def train_loop(
     batches: Callable[[int], Iterable[Any]],
     loss_fn: LossFn,
     *,
-    epochs: float,
     steps_per_epoch: int,
+    epochs: float | None = None,
+    total_batches: int | None = None,
     learning_rate: float,
     weight_decay: float = 0.0,
     param_groups: list[dict] | None = None,
@@ -109,6 +110,7 @@ def train_loop(
     max_grad_norm: float | None = 1.0,
     evaluate: Callable[[nn.Module], float] | None = None,
     keep_best: bool = True,
+    stop_at: float | None = None,
     on_step: Callable[[LoopState], None] | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
@@ -118,20 +120,25 @@ def train_loop(
     """Train `model` in place and return its history.
 
     `batches(epoch)` yields the batches of epoch `epoch` (0-based), already on `device` or with a
-    `.to(device)`; `steps_per_epoch` is how many it yields. `epochs` may be fractional (the last
-    epoch is cut short). `loss_fn(model, batch)` returns the loss to minimise and a dict of numbers
+    `.to(device)`; `steps_per_epoch` is how many it yields. The run lasts `total_batches` batches
+    (from a `StageBudget`), or `epochs` epochs, which may be fractional (the last epoch is cut
+    short); the learning-rate schedule spans that length. `loss_fn(model, batch)` returns the loss to minimise and a dict of numbers
     to log. `param_groups` (default: `default_param_groups`) go to one AdamW whose learning rates
     follow the linear schedule; `extra_optimizers` step alongside it on their own rates. One
     optimizer step happens every `grad_accum` batches. `evaluate(model)` (higher is better) runs in
     eval mode after each epoch; with `keep_best` the best epoch's weights are restored at the end.
+    With `stop_at`, training ends after the first evaluation that reaches it (the length is a cap).
     """
+    if (epochs is None) == (total_batches is None):
+        raise TypeError("train_loop needs exactly one of epochs and total_batches")
     device = torch.device(device)
     started = time.perf_counter()
     seed_everything(seed)
     model.to(device).train()
     groups = param_groups if param_groups is not None else default_param_groups(model, weight_decay)
     optimizer = torch.optim.AdamW(groups, lr=learning_rate)
-    total_batches = math.ceil(epochs * steps_per_epoch)
+    if total_batches is None:
+        total_batches = math.ceil(epochs * steps_per_epoch)
     total_steps = max(1, math.ceil(total_batches / grad_accum))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_schedule(round(warmup_ratio * total_steps), total_steps)
@@ -183,7 +190,7 @@ def train_loop(
                     best_state = _cpu_copy(model.state_dict())
             bar.set_postfix(loss=f"{record.get('loss', 0):.4f}", metric=f"{metric:.4f}")
         history.append(record)
-        if done >= total_batches:
+        if done >= total_batches or (stop_at is not None and record.get("metric", -math.inf) >= stop_at):
             break
     bar.close()
     if keep_best and best_state is not None and best_epoch != len(history):

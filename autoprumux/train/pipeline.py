@@ -29,9 +29,13 @@ StageFunction = Callable[..., dict]
 def stage_functions() -> dict[str, StageFunction]:
     """The stage name -> `run_<stage>` dispatch."""
     from autoprumux.train.finetune import run_finetune, run_warmup
+    from autoprumux.train.pretrain import run_pretrain
     from autoprumux.train.prune_stage import run_post_finetune, run_prune
 
-    return {"warmup": run_warmup, "finetune": run_finetune, "prune": run_prune, "post_finetune": run_post_finetune}
+    return {
+        "pretrain": run_pretrain, "warmup": run_warmup, "finetune": run_finetune, "prune": run_prune,
+        "post_finetune": run_post_finetune,
+    }
 
 
 def code_version() -> str:
@@ -71,7 +75,7 @@ def _run_stages(settings, chain, out_dir, *, device, teacher_dir, store, progres
     parent: Path | None = None
     finetune_dir: Path | None = None
     for stage in chain:
-        if teacher_dir is not None and stage.name == "warmup":
+        if teacher_dir is not None and stage.name in ("pretrain", "warmup"):
             continue  # the teacher run already went through it
         if teacher_dir is not None and stage.name == "finetune":
             stage_dir, reused = Path(teacher_dir), True
@@ -174,6 +178,7 @@ def train_configuration(
         "sparsity": max(0.0, measured_sparsity),
         "accuracy": final["metrics"].get("accuracy"),
         "eval_examples": final["metrics"].get("validation_examples"),
+        "retrieval_accuracy": _retrieval_accuracy(records),
         "params": model.num_parameters(),
         "device": torch_device.type,
         "seed": settings.seed,
@@ -191,6 +196,15 @@ def train_configuration(
     }
     write_json_atomic(out_dir / "metrics.json", metrics)
     return metrics
+
+
+def _retrieval_accuracy(records: list[dict]) -> float | None:
+    """Validation token-retrieval accuracy of the last stage before task training that scored it (N > 1)."""
+    scored = [
+        r["metrics"]["retrieval_accuracy"] for r in records
+        if r["metrics"].get("retrieval_accuracy") is not None and r["metrics"].get("mux", 1) > 1
+    ]
+    return scored[-1] if scored else None
 
 
 def _brief(stage_metrics: dict) -> dict:
@@ -221,7 +235,7 @@ def settings_from_args(args) -> TrainingSettings:
     if getattr(args, "epochs", None) is not None:
         if args.epochs < 0:
             raise AutoprumuxError(f"--epochs = {args.epochs!r} is invalid; expected a number >= 0")
-        finetune["epochs"] = float(args.epochs)
+        finetune.update(epochs=float(args.epochs), steps=None, examples=None)  # the flag's unit wins
     settings = dataclasses.replace(
         settings,
         **top,

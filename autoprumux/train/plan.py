@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from autoprumux.spec import TrainingSettings, settings_to_dict
 
-STAGES = ("warmup", "finetune", "prune", "post_finetune")
+STAGES = ("pretrain", "warmup", "finetune", "prune", "post_finetune")
 
 
 @dataclass(frozen=True)
@@ -34,17 +35,45 @@ def _stage_key(name: str, mux: int, sparsity: float, parent: str | None, payload
         default=str,
     )
     digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
-    tag = f"N{mux}" if name in ("warmup", "finetune") else f"N{mux}-s{sparsity:g}"
+    tag = f"N{mux}" if name in ("pretrain", "warmup", "finetune") else f"N{mux}-s{sparsity:g}"
     return f"{name}-{tag}-{digest}"
+
+
+def corpus_identity(training: TrainingSettings) -> dict:
+    """What the pre-training corpus is, for its stage key: a named corpus by content, else the task's texts."""
+    corpus = training.pretrain.corpus
+    if corpus is None:
+        return {"task_texts": training.task, "data": settings_to_dict(training.data)}
+    path = Path(corpus)
+    files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return {"corpus": digest.hexdigest()[:16], "max_seq_len": training.data.max_seq_len}
 
 
 def stage_chain(training: TrainingSettings, mux: int, sparsity: float) -> tuple[Stage, ...]:
     """The stages that produce the deployed model of (N = mux, s = sparsity), first to last.
 
-    N > 1 starts with a token-retrieval warm-up (unless its epochs are 0); every N has a task
-    fine-tune (the s = 0 model, also the pruning teacher); s > 0 adds pruning and a post-pruning
-    fine-tune.
+    With a pre-training budget, every N starts with multiplexed pre-training, keyed by backbone,
+    N, corpus and its settings only (not the task), so tasks share it. Otherwise N > 1 starts
+    with a token-retrieval warm-up (unless its budget is 0). Every N has a task fine-tune (the
+    s = 0 model, also the pruning teacher); s > 0 adds pruning and a post-pruning fine-tune.
     """
+    chain: list[Stage] = []
+    parent: str | None = None
+    pretrain = training.pretrain.budget.amount > 0
+    if pretrain:
+        payload = {
+            "model": training.model,
+            "seed": training.seed,
+            "mux_settings": settings_to_dict(training.mux) if mux > 1 else None,
+            "pretrain": {k: v for k, v in settings_to_dict(training.pretrain).items() if k != "corpus"},
+            **corpus_identity(training),
+        }
+        parent = _stage_key("pretrain", mux, 0.0, None, payload)
+        chain.append(Stage(name="pretrain", mux=mux, sparsity=0.0, key=parent, parent=None))
     common = {
         "task": training.task,
         "model": training.model,
@@ -52,8 +81,6 @@ def stage_chain(training: TrainingSettings, mux: int, sparsity: float) -> tuple[
         "data": settings_to_dict(training.data),
         "mux_settings": settings_to_dict(training.mux) if mux > 1 else None,
     }
-    chain: list[Stage] = []
-    parent: str | None = None
 
     def add(name: str, stage_sparsity: float, settings: object) -> None:
         nonlocal parent
@@ -61,7 +88,7 @@ def stage_chain(training: TrainingSettings, mux: int, sparsity: float) -> tuple[
         chain.append(Stage(name=name, mux=mux, sparsity=stage_sparsity, key=key, parent=parent))
         parent = key
 
-    if mux > 1 and training.warmup.epochs > 0:
+    if mux > 1 and training.warmup.budget.amount > 0 and not pretrain:
         add("warmup", 0.0, training.warmup)
     add("finetune", 0.0, training.finetune)
     if sparsity > 0:

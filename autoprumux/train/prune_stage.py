@@ -46,6 +46,7 @@ from autoprumux.train.loop import default_param_groups, evaluate_accuracy, model
 from autoprumux.train.plan import Stage
 from autoprumux.train.stage_io import (
     MODEL_DIR,
+    budget_batches,
     epoch_batches,
     load_parent_model,
     load_stage_data,
@@ -54,10 +55,6 @@ from autoprumux.train.stage_io import (
 )
 
 MASKS_FILE = "masks.pt"
-
-
-def _device(device) -> torch.device:
-    return device if isinstance(device, torch.device) else resolve_device(device)
 
 
 def _load_teacher(teacher_dir: Path, mux: int):
@@ -115,7 +112,7 @@ def _prune_metrics(stage: Stage, settings: TrainingSettings, model, gates, masks
         "params": model.num_parameters(),
         "prunable_params": measured_prunable_parameters(model),
         "structure": surviving_structure(model),
-        "epochs": settings.prune.epochs,
+        "budget": str(settings.prune.budget),
         "steps": result.steps,
         "train_examples": len(data.train),
         "validation_examples": len(data.validation),
@@ -145,7 +142,7 @@ def run_prune(
     deterministic masks, losses, expected sparsity).
     """
     started = time.perf_counter()
-    device = _device(device)
+    device = resolve_device(device)
     prune = settings.prune
     if parent_dir is None:
         raise ModelError("the prune stage needs the fine-tuned s = 0 model to start from")
@@ -170,7 +167,7 @@ def run_prune(
         model,
         epoch_batches(data.train, stage.mux, prune.batch_size, settings.seed),
         objective,
-        epochs=prune.epochs,
+        total_batches=budget_batches(prune.budget, data.train, stage.mux, prune.batch_size, prune.grad_accum),
         steps_per_epoch=per_epoch,
         learning_rate=prune.learning_rate,
         param_groups=groups,
@@ -216,7 +213,7 @@ def run_post_finetune(
     `prunable_params`, `structure`, `steps`, `duration_s`, `history`.
     """
     started = time.perf_counter()
-    device = _device(device)
+    device = resolve_device(device)
     post = settings.post_finetune
     if parent_dir is None:
         raise ModelError("the post-pruning fine-tune needs the pruned model to start from")
@@ -244,7 +241,7 @@ def run_post_finetune(
         model,
         epoch_batches(data.train, stage.mux, post.batch_size, settings.seed),
         loss_fn,
-        epochs=post.epochs,
+        total_batches=budget_batches(post.budget, data.train, stage.mux, post.batch_size),
         steps_per_epoch=steps_per_epoch(data.train, stage.mux, post.batch_size),
         learning_rate=post.learning_rate,
         weight_decay=settings.finetune.weight_decay,
@@ -266,7 +263,7 @@ def run_post_finetune(
         "params": model.num_parameters(),
         "prunable_params": measured_prunable_parameters(model),
         "structure": surviving_structure(model),
-        "epochs": post.epochs,
+        "budget": str(post.budget),
         "steps": result.steps,
         "train_examples": len(data.train),
         "validation_examples": len(data.validation),

@@ -36,15 +36,23 @@ class StageData:
     validation: object
 
 
-def load_stage_data(settings: TrainingSettings, parent_dir: Path | None = None) -> StageData:
-    """Load the task of `settings`, its tokenizer (the parent's when there is one) and encode it."""
-    from autoprumux.data import build_tokenizer, encode_split, load_task
+def load_task_data(settings: TrainingSettings):
+    """The task of `settings` (an `autoprumux.data.TaskData`), as its `[data]` settings select it."""
+    from autoprumux.data import load_task
 
     data = settings.data
-    task = load_task(
+    return load_task(
         settings.task, seed=settings.seed, path=data.path, train_size=data.train_size, eval_size=data.eval_size,
         text_column=data.text_column, text_pair_column=data.text_pair_column, label_column=data.label_column,
     )
+
+
+def load_stage_data(settings: TrainingSettings, parent_dir: Path | None = None) -> StageData:
+    """Load the task of `settings`, its tokenizer (the parent's when there is one) and encode it."""
+    from autoprumux.data import build_tokenizer, encode_split
+
+    data = settings.data
+    task = load_task_data(settings)
     if parent_dir is not None:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(Path(parent_dir) / MODEL_DIR)
@@ -78,6 +86,11 @@ def steps_per_epoch(encoded, mux_width: int, batch_size: int) -> int:
     from autoprumux.data import num_mux_batches
 
     return num_mux_batches(len(encoded), mux_width, batch_size)
+
+
+def budget_batches(budget, encoded, mux_width: int, batch_size: int, grad_accum: int = 1) -> int:
+    """Batches a stage's `StageBudget` allows on `encoded` at this N and batch size."""
+    return budget.batches(len(encoded), mux_width, batch_size, grad_accum)
 
 
 def _atomic_dir(out_dir: Path, fill: Callable[[Path], None]) -> None:
