@@ -127,6 +127,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
         print(format_plan(plan_sweep(spec)))
         return 0
+    if args.remeasure:
+        from autoprumux.sweep.engine import remeasure_sweep
+
+        remeasure_sweep(spec, rounds=args.rounds, device=args.device, progress=print)
+        return 0
     from autoprumux.sweep.engine import run_sweep
 
     summary = run_sweep(spec, workers=args.workers, device=args.device, progress=print)
@@ -317,6 +322,9 @@ def _add_sweep_commands(sub) -> None:
     p = sub.add_parser("sweep", help="run or resume a sweep of (N, s) configurations")
     p.add_argument("spec", help="sweep spec (TOML), e.g. sweeps/demo.toml")
     p.add_argument("--workers", type=_positive_int("--workers"), default=1, help="local worker processes")
+    p.add_argument("--remeasure", action="store_true",
+                   help="train nothing: re-measure every finished trial's throughput side by side, rewrite the table")
+    p.add_argument("--rounds", type=_positive_int("--rounds"), default=3, help="interleaved rounds of --remeasure")
     p.add_argument("--storage", help="Optuna storage URL (default: the spec's, else sqlite in results/)")
     p.add_argument("--device", help="cpu or cuda (default: one GPU per worker when GPUs exist)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (trials and stages) and exit")

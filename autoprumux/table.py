@@ -49,6 +49,8 @@ COLUMNS: dict[str, Column] = _columns(
     Column("retrieval_accuracy", "float", "fraction", "token retrieval reached before task training (N > 1)"),
     Column("throughput", "float", "examples/s", "median inference throughput"),
     Column("throughput_spread", "float", "examples/s", "interquartile range of throughput"),
+    Column("throughput_at_trial", "float", "examples/s", "throughput measured when the trial ended, kept "
+           "when `sweep --remeasure` replaced `throughput` (empty otherwise)"),
     Column("flops_per_example", "float", "FLOPs", "analytic forward FLOPs per original input"),
     Column("batch_size", "int", "sequences", "benchmark batch of multiplexed sequences"),
     Column("seq_len", "int", "tokens", "benchmark sequence length"),

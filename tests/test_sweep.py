@@ -1,5 +1,6 @@
 """The sweep engine on tiny CPU specs: a grid completes once, resumes, survives a killed worker."""
 
+import json
 import multiprocessing
 import os
 import signal
@@ -191,6 +192,21 @@ def test_sweep_completes_resumes_and_never_reruns(tmp_path):
     summary_rows = [line for line in readme.splitlines() if line.startswith("| 2 | 0.50 |")]
     measured = table[(table.mux == 2) & (table.sparsity_target == 0.5)].iloc[0]
     assert len(summary_rows) == 1 and f"{measured.accuracy:.4f}" in summary_rows[0]
+    assert "measured at the end of each trial" in readme and table.throughput_at_trial.isna().all()
+
+    # 5. Re-measure side by side: new throughputs, the trial's own kept, and they survive a resume.
+    assert main(["sweep", str(spec.source), "--remeasure", "--rounds", "2"]) == 0
+    again = read_table(spec.table_path)
+    record = json.loads((spec.results_path / "remeasured.json").read_text())
+    assert record["rounds"] == 2 and len(record["checkpoints"]) == 4
+    for row in again.itertuples():
+        figures = record["checkpoints"][row.checkpoint]
+        assert len(figures["rounds"]) == 2 and row.throughput == pytest.approx(figures["throughput"])
+    assert again.throughput_at_trial.tolist() == pytest.approx(table.throughput.tolist())
+    assert again.accuracy.tolist() == table.accuracy.tolist()
+    assert "--remeasure --rounds 2" in (spec.results_path / "README.md").read_text()
+    run_sweep(spec)
+    assert read_table(spec.table_path).throughput.tolist() == pytest.approx(again.throughput.tolist())
 
 
 def test_two_workers_complete_the_grid_without_duplicates(tmp_path):
@@ -272,6 +288,14 @@ def test_unreachable_storage_is_one_line_error(tmp_path, capsys, url, needle):
     err = capsys.readouterr().err
     assert err.startswith("autoprumux: error:") and needle in err and err.count("\n") == 1
     assert "secret" not in err
+
+
+def test_remeasure_needs_a_started_sweep(tmp_path, capsys):
+    spec = load_spec(write_spec(tmp_path, "fresh"))
+    assert main(["sweep", str(spec.source), "--remeasure"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("autoprumux: error: ") and "has not started" in err and len(err.splitlines()) == 1
+    assert not spec.table_path.exists()
 
 
 def test_worker_needs_an_existing_sweep_with_the_same_settings(tmp_path, capsys):

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import optuna
 
+from autoprumux.errors import StorageError
 from autoprumux.spec import SweepSpec
 from autoprumux.sweep.export import results_frame
 from autoprumux.sweep.plan import plan_sweep
@@ -298,6 +299,29 @@ def run_sweep(
         wall_s=time.monotonic() - start,
         worker_exit_codes=exit_codes,
     )
+
+
+def remeasure_sweep(
+    spec: SweepSpec, *, rounds: int = 3, device: str | None = None, progress: Reporter | None = None
+) -> Path:
+    """Re-measure every finished trial's throughput side by side (`sweep.remeasure`); rewrite the table.
+
+    Returns the table's path. Trains nothing; the sweep must exist.
+    """
+    from autoprumux.sweep.remeasure import remeasure
+
+    report = progress or _quiet
+    _quiet_optuna()
+    status = sweep_status(spec)
+    if not status.started:
+        raise StorageError(f"sweep {spec.name!r} has not started in {status.storage}; run it before --remeasure")
+    study = load_sweep_study(spec, open_storage(spec.storage_url))
+    path = remeasure(spec, results_frame(spec, study), rounds=rounds, device=device, report=report)
+    frame = results_frame(spec, study)
+    write_table(frame, spec.table_path)
+    write_provenance(spec, frame, stages_built=status.stages_built, stages_reused=status.stages_reused)
+    report(f"re-measured throughputs: {path}; table: {spec.table_path}")
+    return spec.table_path
 
 
 def run_worker(

@@ -16,6 +16,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from autoprumux.spec import SweepSpec
+from autoprumux.sweep.remeasure import apply_remeasured
 from autoprumux.sweep.study import OBJECTIVES, retried_from, trials_by_point
 from autoprumux.table import COLUMNS, rows_to_frame, write_table
 
@@ -72,7 +73,7 @@ def results_frame(spec: SweepSpec, study: optuna.Study) -> pd.DataFrame:
     """The results table of a study as a DataFrame, one row per grid point, sorted by (N, s)."""
     groups = trials_by_point(study)
     rows = [trial_row(spec, representative_trial(groups[point])) for point in sorted(groups)]
-    frame = rows_to_frame(rows)
+    frame = apply_remeasured(spec, rows_to_frame(rows))
     for name in (*COLUMNS, *EXTRA_COLUMNS):
         if name not in frame.columns:
             frame[name] = pd.NA

@@ -86,6 +86,7 @@ def provenance_markdown(spec: SweepSpec, frame: pd.DataFrame, *, stages_built: i
         f"- hardware: {_values(done, 'hardware')} (device {_values(done, 'device')})",
         f"- throughput harness: {_values(done, 'batch_size', '')} sequences of {_values(done, 'seq_len', '')} tokens "
         "per forward pass, median of repeats",
+        f"- throughput: {_throughput_source(spec, done)}",
         f"- grid points done: {len(done)} of {len(frame)}",
         "- wall time: "
         + (f"{_duration(wall)} from the first trial's start to the last trial's end" if wall is not None else "unknown")
@@ -99,6 +100,25 @@ def provenance_markdown(spec: SweepSpec, frame: pd.DataFrame, *, stages_built: i
         "",
     ]
     return "\n".join(lines)
+
+
+def _throughput_source(spec: SweepSpec, done: pd.DataFrame) -> str:
+    """Which throughput figure `throughput` holds: the trial's own, or the side-by-side re-measure."""
+    from autoprumux.sweep.remeasure import remeasure_path
+
+    again = int(done["throughput_at_trial"].notna().sum()) if "throughput_at_trial" in done.columns else 0
+    if not again:
+        return ("measured at the end of each trial (rows measured at different times; "
+                "`autoprumux sweep SPEC --remeasure` measures them side by side)")
+    import json
+
+    record = json.loads(remeasure_path(spec).read_text())
+    return (
+        f"re-measured for {again} of {len(done)} rows by `autoprumux sweep {spec.source or 'SPEC'} --remeasure "
+        f"--rounds {record['rounds']}` at {record['measured_at']} (code {record['code_version']}): every checkpoint "
+        "in one process, interleaved rounds, median over rounds; `throughput_at_trial` keeps the figure each "
+        "trial measured when it ended"
+    )
 
 
 def write_provenance(spec: SweepSpec, frame: pd.DataFrame, *, stages_built: int, stages_reused: int) -> Path:
