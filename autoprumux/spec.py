@@ -181,6 +181,7 @@ class PruneSettings(_Budgeted):
     learning_rate: float = 5e-5
     reg_learning_rate: float = 0.01  # gates (log alpha) and Lagrange multipliers
     lagrangian_warmup_epochs: float = 2.0
+    lagrangian_warmup_ratio: float | None = None  # share of the stage's steps instead (for budgets in steps)
     grad_accum: int = 1
     droprate_init: float = 0.5
     distill_layer_weight: float = 0.9
@@ -298,6 +299,7 @@ _RANGES = {
     "droprate_init": (0.0, 1.0),
     "retrieval_target": (0.0, 1.0),
     "mask_probability": (0.0, 1.0),
+    "lagrangian_warmup_ratio": (0.0, 1.0),
 }
 _NON_NEGATIVE = {
     "epochs", "weight_decay", "retrieval_loss_coeff", "lagrangian_warmup_epochs", "distill_layer_weight",

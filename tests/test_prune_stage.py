@@ -1,6 +1,8 @@
 """The prune and post-pruning fine-tune stages through the pipeline, and `autoprumux train` errors."""
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,6 +58,7 @@ def test_prune_with_a_teacher_run_writes_the_compacted_model_and_its_masks(tmp_p
 
     prune_dir = next((run / "stages").glob("prune-*"))
     stage = json.loads((prune_dir / "stage.json").read_text())
+    assert stage["budget"] == "1 epochs" and stage["lagrangian_warmup_steps"] == 2  # 0.5 of 3 batches of 8 at N = 2
     assert stage["structure"] == surviving_structure(model)
     assert stage["sparsity"] == pytest.approx(stage["mask_sparsity"])
     assert 0 <= stage["accuracy"] <= 1 and stage["teacher_dir"] == str(teacher)
@@ -84,3 +87,12 @@ def test_missing_teacher_directory_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and str(missing) in err and "teacher" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_pruning_budget_in_steps_ramps_the_target_over_a_share_of_them(tmp_path):
+    settings = dataclasses.replace(
+        SETTINGS, prune=dataclasses.replace(SETTINGS.prune, steps=10, lagrangian_warmup_ratio=0.4),
+    )
+    metrics = train_configuration(settings, mux=1, sparsity=0.5, out_dir=tmp_path / "run", progress=False)
+    stage = json.loads((Path(metrics["stages"][1]["dir"]) / "stage.json").read_text())
+    assert stage["budget"] == "10 steps" and stage["steps"] == 10 and stage["lagrangian_warmup_steps"] == 4

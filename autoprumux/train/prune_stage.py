@@ -154,7 +154,11 @@ def run_prune(
 
     gated = attach_gates(model.to(device), droprate_init=prune.droprate_init)
     per_epoch = steps_per_epoch(data.train, stage.mux, prune.batch_size)
-    warmup_steps = math.ceil(prune.lagrangian_warmup_epochs * per_epoch / prune.grad_accum)
+    total_batches = budget_batches(prune.budget, data.train, stage.mux, prune.batch_size, prune.grad_accum)
+    if prune.lagrangian_warmup_ratio is not None:  # the target sparsity ramps over a share of the steps
+        warmup_steps = math.ceil(prune.lagrangian_warmup_ratio * total_batches / prune.grad_accum)
+    else:
+        warmup_steps = math.ceil(prune.lagrangian_warmup_epochs * per_epoch / prune.grad_accum)
     constraint = SparsityConstraint(gated.gates, stage.sparsity, warmup_steps, prune.reg_learning_rate)
     distiller = LayerDistiller(model.config.hidden_size, teacher_layer_indices(model.config.num_hidden_layers))
     distiller.to(device)
@@ -167,7 +171,7 @@ def run_prune(
         model,
         epoch_batches(data.train, stage.mux, prune.batch_size, settings.seed),
         objective,
-        total_batches=budget_batches(prune.budget, data.train, stage.mux, prune.batch_size, prune.grad_accum),
+        total_batches=total_batches,
         steps_per_epoch=per_epoch,
         learning_rate=prune.learning_rate,
         param_groups=groups,
@@ -189,6 +193,7 @@ def run_prune(
         accuracy=accuracy(compacted),
         teacher_accuracy=teacher_accuracy,
         teacher_dir=str(teacher_dir),
+        lagrangian_warmup_steps=warmup_steps,
         duration_s=time.perf_counter() - started,
     )
     _write_with_masks(out_dir, compacted.cpu(), data.tokenizer, metrics, masks, gated.gates)
