@@ -115,7 +115,7 @@ class MuxSettings:
     demultiplexer: str = "index_pos"
     demux_layers: int = 3
     mux_norm: float = 1.0
-    readout: str = "cls"  # or "instance_mean" (MECHANICS.md "Readout at N > 1"); default pending issue 12's runs
+    readout: str = "instance_mean"  # or "cls" (position 0 only: N >= 3 stayed at chance; MECHANICS.md)
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ class FinetuneSettings(_Budgeted):
     warmup_ratio: float = 0.1
     grad_accum: int = 1
     retrieval_loss_coeff: float = 0.0
-    head_lr_scale: float = 0.1  # demultiplexer, pooler and classifier learn at this x the rate (N > 1)
+    head_lr_scale: float = 1.0  # demultiplexer, pooler and classifier learn at this x the rate (N > 1)
 
 
 @dataclass(frozen=True)
