@@ -116,6 +116,7 @@ class MuxSettings:
     demux_layers: int = 3
     mux_norm: float = 1.0
     readout: str = "instance_mean"  # or "cls" (position 0 only: N >= 3 stayed at chance; MECHANICS.md)
+    pooler: bool = True  # BERT's pooler on each demultiplexed state at N > 1 (the references have none)
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,7 @@ class PruneSettings(_Budgeted):
     lagrangian_warmup_ratio: float | None = None  # share of the stage's steps instead (for budgets in steps)
     grad_accum: int = 1
     droprate_init: float = 0.5
+    freeze_embeddings: bool = False  # keep the embedding layer fixed while pruning (the PruMUX recipe)
     distill_layer_weight: float = 0.9
     distill_pred_weight: float = 0.1
     distill_ce_weight: float = 0.0

@@ -280,3 +280,20 @@ def test_too_long_sequences_for_the_index_prefix_are_a_model_error():
     tokenizer = build_tokenizer("tiny", task.train)
     with pytest.raises(ModelError, match="max_seq_len"):
         build_model("tiny", tokenizer, 10, MuxSettings(demultiplexer="index"), num_labels=2, max_positions=125)
+
+
+@pytest.mark.parametrize("pooler", [True, False])
+def test_the_pooler_at_n_above_1_is_a_setting_saved_in_the_config(tmp_path, pooler):
+    from autoprumux.models import MuxBertConfig, MuxBertForSequenceClassification, load_model
+
+    torch.manual_seed(0)
+    config = MuxBertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=16, mux_width=2, mux_pooler=pooler, readout="instance_mean")
+    model = MuxBertForSequenceClassification(config).eval()
+    ids = torch.randint(5, 40, (3, 2, 7))
+    before = model(input_ids=ids).logits
+    with torch.no_grad():
+        model.bert.pooler.dense.weight.mul_(2.0)
+    assert torch.allclose(model(input_ids=ids).logits, before) != pooler  # the pooler matters iff it is on
+    model.save_pretrained(tmp_path / "m")
+    assert load_model(tmp_path / "m").config.mux_pooler == pooler

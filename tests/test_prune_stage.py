@@ -96,3 +96,14 @@ def test_a_pruning_budget_in_steps_ramps_the_target_over_a_share_of_them(tmp_pat
     metrics = train_configuration(settings, mux=1, sparsity=0.5, out_dir=tmp_path / "run", progress=False)
     stage = json.loads((Path(metrics["stages"][1]["dir"]) / "stage.json").read_text())
     assert stage["budget"] == "10 steps" and stage["steps"] == 10 and stage["lagrangian_warmup_steps"] == 4
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_embeddings_keeps_the_embedding_layer_while_pruning(tmp_path, freeze):
+    settings = dataclasses.replace(SETTINGS, prune=dataclasses.replace(SETTINGS.prune, freeze_embeddings=freeze))
+    metrics = train_configuration(settings, mux=1, sparsity=0.5, out_dir=tmp_path / "run", progress=False)
+    finetune_dir, prune_dir = (Path(s["dir"]) for s in metrics["stages"][:2])
+    parent = load_model(finetune_dir / "model").bert.embeddings.word_embeddings.weight
+    pruned = load_model(prune_dir / "model").bert.embeddings.word_embeddings.weight
+    kept = load_masks(prune_dir / MASKS_FILE).hidden > 0
+    assert torch.equal(pruned, parent[:, kept]) == freeze

@@ -43,6 +43,7 @@ def _mux_fields(mux_width: int, mux_settings, retrieval_head: bool, tokenizer) -
         demultiplexer=mux_settings.demultiplexer,
         demux_layers=mux_settings.demux_layers,
         readout=mux_settings.readout,
+        mux_pooler=mux_settings.pooler,
         mux_norm=float(mux_settings.mux_norm),
         retrieval_head=retrieval_head,
         retrieval_ignore_ids=sorted(set(tokenizer.all_special_ids)) if tokenizer is not None else None,

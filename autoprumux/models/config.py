@@ -23,6 +23,8 @@ class MuxBertConfig(BertConfig):
         readout: what the classifier reads at N > 1: `cls` (each instance demultiplexed at position
             0) or `instance_mean` (demultiplexed at every position, averaged over the instance's
             own real tokens).
+        mux_pooler: whether BERT's pooler (dense + tanh) runs on each demultiplexed state at N > 1
+            before the classifier (the reference implementations have none at N > 1).
         mux_norm: root-mean-square of the multiplexer's slot vectors (their L2 norm is
             `mux_norm * sqrt(hidden_size)`), so a multiplexed embedding keeps the scale of a plain one.
         mux_seed: seed of the fixed slot vectors, so the same config always gives the same vectors.
@@ -43,6 +45,7 @@ class MuxBertConfig(BertConfig):
     demultiplexer: str = "index_pos"
     demux_layers: int = 3
     readout: str = "cls"
+    mux_pooler: bool = True
     mux_norm: float | int = 1.0
     mux_seed: int = 0
     retrieval_head: bool = False

@@ -204,6 +204,8 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
             states = self.demultiplexer(encoded, mask=attention_mask[:, :, self.demultiplexer.prefix_length :])
         else:
             states = self.demultiplexer(encoded)  # [B, N, d]
+        if not self.config.mux_pooler:
+            return states, hidden_states, encoded
         pooled = self.bert.pooler.activation(self.bert.pooler.dense(states))
         return pooled, hidden_states, encoded
 

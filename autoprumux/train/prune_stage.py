@@ -151,6 +151,8 @@ def run_prune(
     data = load_stage_data(settings, parent_dir)
     model = load_parent_model(parent_dir)
     model.drop_retrieval_head()
+    if prune.freeze_embeddings:
+        model.bert.embeddings.requires_grad_(False)
 
     gated = attach_gates(model.to(device), droprate_init=prune.droprate_init)
     per_epoch = steps_per_epoch(data.train, stage.mux, prune.batch_size)
