@@ -49,7 +49,7 @@ def test_mask_tokens_corrupts_only_real_words_the_bert_way():
 def _spec(tmp_path, task, corpus, name):
     text = (
         f'name = "{name}"\ntask = "{task}"\nmodel = "tiny"\n[grid]\nmux = [2]\nsparsity = [0.5]\n'
-        f'[pretrain]\nsteps = 50\n' + (f'corpus = "{corpus}"\n' if corpus else "")
+        f'[pretrain]\nsteps = 50\nretrieval_target = 0.9\n' + (f'corpus = "{corpus}"\n' if corpus else "")
     )
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
@@ -68,7 +68,7 @@ def test_a_named_corpus_gives_two_tasks_one_pretraining_stage(tmp_path):
     fine_b = {k for k, s in b.unique_stages.items() if s.name == "finetune"}
     assert not fine_a & fine_b  # the task's own stages differ
     assert not any(s.name == "warmup" for s in a.unique_stages.values())  # pre-training replaces it
-    assert "pretrain       50 steps" in format_plan(a)
+    assert "pretrain       50 steps at most, stopping at retrieval accuracy 0.9 (N > 1)" in format_plan(a)
     # the corpus is keyed by content: editing it changes the key
     corpus.write_text("the film was good\nthe plot was dull\n")
     changed = {k for k, s in plan_sweep(_spec(tmp_path, "synthetic-sentiment", corpus, "c")).unique_stages.items()

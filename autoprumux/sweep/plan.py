@@ -93,8 +93,9 @@ def format_budgets(plan: SweepPlan) -> list[str]:
     for name, muxes in sorted(widths.items(), key=lambda item: STAGES.index(item[0])):
         settings = getattr(training, name)
         line = f"  {name:<14} {settings.budget}"
-        if name == "warmup" and settings.retrieval_target is not None:
+        if name in ("pretrain", "warmup") and settings.retrieval_target is not None:
             line += f" at most, stopping at retrieval accuracy {settings.retrieval_target:g}"
+            line += " (N > 1)" if name == "pretrain" else ""
         if train_size is not None:
             steps = ", ".join(
                 f"N={n}: {settings.budget.steps(train_size, n, settings.batch_size, getattr(settings, 'grad_accum', 1)):,}"
