@@ -197,8 +197,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from autoprumux.meta.budget import parse_budget
-    from autoprumux.meta.compiled import load_models_for_recommend
-    from autoprumux.meta.optimizer import check_confidence, recommend
+    from autoprumux.meta.optimizer import check_confidence, load_models_for_recommend, recommend
     from autoprumux.meta.render import format_recommendation
 
     budget, confidence = parse_budget(args.budget), check_confidence(args.confidence)

@@ -29,11 +29,12 @@ _EXPORTS = {
         "models_path",
         "save_models",
     ),
-    "autoprumux.meta.compiled": ("CompiledModels", "load_compiled", "load_models_for_recommend"),
+    "autoprumux.meta.compiled": ("CompiledModels", "load_compiled"),
     "autoprumux.meta.optimizer": (
         "ConfigEstimate",
         "Recommendation",
         "candidate_configurations",
+        "load_models_for_recommend",
         "recommend",
     ),
     "autoprumux.meta.suggestion": ("Suggestion", "Suggestions", "suggest"),

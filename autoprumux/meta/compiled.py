@@ -214,14 +214,3 @@ def load_compiled(results: Results) -> CompiledModels | None:
         targets[target] = CompiledTarget(info["kind"], own, info["std_source"], float(info["cv_rmse"]))
     summary = {**header["summary"], "table": results.source}
     return CompiledModels(targets, summary, results.fingerprint)
-
-
-def load_models_for_recommend(results: Results) -> tuple[object, str]:
-    """The quickest models that fit this table: the saved arrays (no scikit-learn import), else
-    `selection.load_or_fit_models` (saved or freshly fitted and saved). Returns (models, note)."""
-    compiled = load_compiled(results)
-    if compiled is not None:
-        return compiled, f"models loaded from {compiled_path(results)}"
-    from autoprumux.meta.selection import load_or_fit_models
-
-    return load_or_fit_models(results)

@@ -386,3 +386,16 @@ def _table_warnings(results: Results, models: FittedModels, budget: float) -> li
             f"throughputs were measured on different devices ({', '.join(results.devices)}): not comparable"
         )
     return out
+
+
+def load_models_for_recommend(results: Results) -> tuple[object, str]:
+    """The quickest models that fit this table: the saved arrays (no scikit-learn import), else
+    `selection.load_or_fit_models` (saved or freshly fitted and saved). Returns (models, note)."""
+    from autoprumux.meta.compiled import compiled_path, load_compiled
+
+    compiled = load_compiled(results)
+    if compiled is not None:
+        return compiled, f"models loaded from {compiled_path(results)}"
+    from autoprumux.meta.selection import load_or_fit_models
+
+    return load_or_fit_models(results)

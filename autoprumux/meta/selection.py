@@ -22,6 +22,7 @@ from sklearn.exceptions import InconsistentVersionWarning, NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from autoprumux import __version__
+from autoprumux.meta.compiled import COMPILED_FILENAME, save_compiled
 from autoprumux.meta.models import GaussianProcessModel, PolynomialRidgeModel, SeparableModel
 from autoprumux.meta.results import TARGETS, Results
 from autoprumux.table import write_atomically
@@ -206,8 +207,6 @@ def models_path(results: Results) -> Path:
 def save_models(models: FittedModels, path: str | os.PathLike) -> Path:
     """Write `models` with joblib, atomically (temporary file, then rename), and their array
     form (`compiled.save_compiled`) beside them for a quick `recommend`."""
-    from autoprumux.meta.compiled import COMPILED_FILENAME, save_compiled
-
     path = Path(path)
     stale = path.with_name(COMPILED_FILENAME)
     if stale.exists():

@@ -11,7 +11,6 @@
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from autoprumux.models.build import build_model, load_model, quiet_transformers
-from autoprumux.models.compact import NormOnlyOutput, SkippedAttention, check_compact_config
 from autoprumux.models.config import MuxBertConfig
 from autoprumux.models.demultiplexer import DEMULTIPLEXERS, Demultiplexer, build_demultiplexer
 from autoprumux.models.modeling import (
@@ -21,6 +20,7 @@ from autoprumux.models.modeling import (
     classification_loss,
 )
 from autoprumux.models.multiplexer import Multiplexer, slot_vectors
+from autoprumux.models.shapes import NormOnlyOutput, SkippedAttention, check_compact_config
 
 
 def build_compact_skeleton(config: MuxBertConfig) -> MuxBertForSequenceClassification:

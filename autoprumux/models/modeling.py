@@ -24,10 +24,10 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.bert.modeling_bert import BertPreTrainedModel
 from transformers.utils import ModelOutput
 
-from autoprumux.models.compact import compact_bert_
 from autoprumux.models.config import MuxBertConfig
 from autoprumux.models.demultiplexer import Demultiplexer, _KeyedDemultiplexer, build_demultiplexer
 from autoprumux.models.multiplexer import Multiplexer
+from autoprumux.models.shapes import compact_bert_
 
 
 @dataclass
