@@ -40,8 +40,10 @@ class SweepPlan:
 
 
 def grid_points(spec: SweepSpec) -> list[tuple[int, float]]:
-    """Every (N, s) of the grid, the baseline (1, 0) included, s = 0 first within each N."""
-    mux = sorted(set(spec.grid.mux) | {1})
+    """Every (N, s) of the grid, the baseline (1, 0) included: all s = 0 points first (every pruned
+    point starts from its N's), and within one sparsity the widest N first, because it trains
+    longest and parallel workers then finish together."""
+    mux = sorted(set(spec.grid.mux) | {1}, reverse=True)
     sparsity = sorted(set(spec.grid.sparsity) | {0.0})
     return [(n, s) for s in sparsity for n in mux]
 
