@@ -321,8 +321,10 @@ def test_status_counts_points(tmp_path, capsys):
     study, storage, queued = prepare_sweep(spec)
     assert len(queued) == 4
     trial = claim_next_trial(study, storage)
+    assert (trial.params["mux"], trial.params["sparsity"]) == (2, 0.0)  # s = 0 first, the widest N first
     study.tell(trial, [0.9, 100.0])
-    claim_next_trial(study, storage)
+    second = claim_next_trial(study, storage)
+    assert (second.params["mux"], second.params["sparsity"]) == (1, 0.0)
     status = sweep_status(spec)
     assert (status.points, status.done, status.running, status.waiting, status.failed) == (4, 1, 1, 2, 0)
     assert main(["status", str(spec_path)]) == 0

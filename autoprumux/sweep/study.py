@@ -158,13 +158,17 @@ def claim_next_trial(study: optuna.Study, storage) -> optuna.Trial | None:
     """Atomically move a waiting trial to RUNNING for this process, or None if none waits.
 
     Trials are tried in plan order (s = 0 first, so the teachers of pruned points come first;
-    then by N and age). Unlike `study.ask()`, this never creates a new trial. The heartbeat is
+    then the widest N first, as it trains longest; then by age). Unlike `study.ask()`, this never creates a new trial. The heartbeat is
     recorded *before* the claim so that a worker killed right after claiming still leaves a trial
     that goes stale.
     """
     study_id = storage.get_study_id_from_name(study.study_name)
     waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
-    for frozen in sorted(waiting, key=lambda t: (*(point_of(t) or (0, 0.0))[::-1], t.number)):
+    def plan_order(trial: FrozenTrial) -> tuple:
+        mux, sparsity = point_of(trial) or (0, 0.0)
+        return sparsity, -mux, trial.number
+
+    for frozen in sorted(waiting, key=plan_order):
         trial_id = frozen._trial_id
         if storage.get_heartbeat_interval() is not None:
             storage.record_heartbeat(trial_id)
