@@ -20,6 +20,7 @@ module that exits; heavy libraries are imported inside the handlers so `recommen
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -438,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: errno values that mean "this path cannot be written" (a read-only or full disk, no permission,
+#: a file where a folder should be): user errors, reported in one line. Writes are atomic
+#: (temporary file, then rename), so nothing already written is lost.
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     try:
@@ -446,6 +453,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AutoprumuxError as exc:
         message = " ".join(str(exc).split())
         print(f"autoprumux: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in _UNWRITABLE or exc.filename is None:
+            raise  # not a place the user chose being unwritable: a bug, keep its traceback
+        print(
+            f"autoprumux: error: cannot write {str(exc.filename)!r}: {exc.strerror}; "
+            "choose a writable location (--out, --results or the spec's results_dir)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("autoprumux: interrupted", file=sys.stderr)

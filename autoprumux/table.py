@@ -99,6 +99,11 @@ def _coerce(frame: pd.DataFrame, source: str) -> pd.DataFrame:
                 raise TableError(
                     f"{source}: column {name!r} must hold numbers ({col.unit or col.kind}); got {value!r}"
                 )
+            if col.kind == "int":
+                fractional = numeric.notna() & (numeric != numeric.round())
+                if fractional.any():
+                    value = float(numeric[fractional].iloc[0])
+                    raise TableError(f"{source}: column {name!r} must hold integers ({col.unit or col.kind}); got {value:g}")
             frame[name] = numeric.astype("Int64") if col.kind == "int" and not numeric.isna().any() else numeric
         else:
             frame[name] = frame[name].astype("string")

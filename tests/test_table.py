@@ -44,6 +44,7 @@ def test_round_trip_and_append(tmp_path):
         (pd.DataFrame([row(accuracy=93.0)]), "fraction"),
         (pd.DataFrame([row(mux="two")]), "'mux' must hold numbers"),
         (pd.DataFrame([row(mux=0)]), "integers >= 1"),
+        (pd.DataFrame([row(mux=1.5)]), "column 'mux' must hold integers (inputs/sequence); got 1.5"),
         (pd.DataFrame([row(sparsity=1.01)]), "'sparsity' must be a fraction in [0, 1]"),
         (pd.DataFrame([row(sparsity_target=1.0, sparsity=0.9)]), "'sparsity_target' must be a fraction in [0, 1)"),
     ],

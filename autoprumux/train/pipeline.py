@@ -160,6 +160,7 @@ def train_configuration(
         _check_teacher(Path(teacher_dir), mux)
     torch_device = resolve_device(device)
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails here, before any training
     started_at, started = _now(), time.perf_counter()
     records = _run_stages(
         settings, chain, out_dir, device=torch_device, teacher_dir=teacher_dir, store=store, progress=progress
