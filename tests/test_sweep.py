@@ -317,7 +317,10 @@ def test_status_counts_points(tmp_path, capsys):
     spec_path = write_spec(tmp_path, "s")
     spec = load_spec(spec_path)
     assert not sweep_status(spec).started
-    assert not (tmp_path / "s" / "study.db").exists()  # status never creates a sweep
+    assert main(["status", str(spec_path)]) == 0
+    db_file = tmp_path / "s" / "study.db"
+    assert f"not started: there is no database file '{db_file}'" in capsys.readouterr().out  # where it looked
+    assert not db_file.exists()  # status never creates a sweep
     study, storage, queued = prepare_sweep(spec)
     assert len(queued) == 4
     trial = claim_next_trial(study, storage)
@@ -366,3 +369,19 @@ def test_every_shipped_spec_loads_and_plans():
         plan = plan_sweep(spec)
         assert (1, 0.0) in {(t.mux, t.sparsity) for t in plan.trials}
         assert len(plan.trials) == len(set(spec.grid.mux) | {1}) * len(set(spec.grid.sparsity) | {0.0})
+
+
+def test_a_new_sweep_says_so_before_it_trains_and_a_resume_does_not(tmp_path):
+    spec = load_spec(write_spec(tmp_path, "new"))
+    said = []
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, pipeline=stop, progress=said.append)
+    assert said[0].startswith("starting a NEW sweep 'new': there is no database file")
+    said.clear()
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, pipeline=stop, progress=said.append)
+    assert not any("NEW sweep" in line for line in said)

@@ -107,11 +107,19 @@ def sweep_status(spec: SweepSpec) -> SweepStatus:
     )
 
 
+def _not_found(name: str, storage: str) -> str:
+    """Where a sweep that has not started was looked for (a typo in --storage shows here)."""
+    db_file = sqlite_path(storage)
+    if db_file is not None and not db_file.is_file():
+        return f"there is no database file {str(db_file)!r}"
+    return f"the storage holds no study named {name!r}"
+
+
 def format_status(status: SweepStatus) -> str:
     """A few readable lines of a `SweepStatus`."""
     head = f"sweep {status.name!r} ({status.storage}): {status.points} grid points"
     if not status.started:
-        return f"{head}, not started\ntable: {status.table_path}"
+        return f"{head}, not started: {_not_found(status.name, status.storage)}\ntable: {status.table_path}"
     trials = ", ".join(f"{n} {s.lower()}" for s, n in sorted(status.trials.items()))
     return "\n".join(
         [
@@ -272,6 +280,11 @@ def run_sweep(
     """
     report = progress or _quiet
     start = time.monotonic()
+    if not sweep_status(spec).started:  # say so before anything trains: a mistyped --storage lands here
+        report(
+            f"starting a NEW sweep {spec.name!r}: {_not_found(spec.name, redact_url(spec.storage_url))}, "
+            "so it is created there and every grid point runs from the start"
+        )
     study, storage, queued = prepare_sweep(spec)
     before = sweep_status(spec)
     report(
