@@ -283,12 +283,9 @@ def benchmark_checkpoint(path: Path, **options) -> BenchResult:
 def load_checkpoint_model(path: Path):
     """The model saved at a run directory (with `model/`) or a model directory itself."""
     from autoprumux.models import load_model
+    from autoprumux.models.presets import checkpoint_model_dir
 
-    path = Path(path)
-    model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
-    if not (model_dir / "config.json").is_file():
-        raise ModelError(f"{str(path)!r} holds no saved model (expected DIR/model/config.json or DIR/config.json)")
-    return load_model(model_dir)
+    return load_model(checkpoint_model_dir(path))
 
 
 @dataclass(frozen=True)

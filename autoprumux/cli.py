@@ -84,6 +84,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    from autoprumux.models.presets import checkpoint_model_dir
+
+    for path in args.dir:  # every path checked before torch loads
+        checkpoint_model_dir(path)
     from autoprumux.bench import (
         benchmark_checkpoint,
         compare_throughput,

@@ -6,50 +6,34 @@
 - `build_model` / `load_model`: from a preset or pretrained backbone / from a saved directory;
 - `build_compact_skeleton`: an untrained model with the per-layer shapes of a pruned config, for
   `prune/compact.py` to copy sliced weights into.
+
+Names load lazily, so `autoprumux.models.presets` (which the torch-free spec validation uses)
+does not import torch or transformers. Importing `modeling` registers the model with transformers'
+Auto classes.
 """
 
-from transformers import AutoConfig, AutoModelForSequenceClassification
+from __future__ import annotations
 
-from autoprumux.models.build import build_model, load_model, quiet_transformers
-from autoprumux.models.config import MuxBertConfig
-from autoprumux.models.demultiplexer import DEMULTIPLEXERS, Demultiplexer, build_demultiplexer
-from autoprumux.models.modeling import (
-    MuxBertForSequenceClassification,
-    MuxClassifierOutput,
-    RetrievalHead,
-    classification_loss,
-)
-from autoprumux.models.multiplexer import Multiplexer, slot_vectors
-from autoprumux.models.shapes import NormOnlyOutput, SkippedAttention, check_compact_config
+import importlib
+
+_EXPORTS = {
+    "autoprumux.models.build": ("build_compact_skeleton", "build_model", "load_model", "quiet_transformers"),
+    "autoprumux.models.config": ("MuxBertConfig",),
+    "autoprumux.models.demultiplexer": ("DEMULTIPLEXERS", "Demultiplexer", "build_demultiplexer"),
+    "autoprumux.models.modeling": (
+        "MuxBertForSequenceClassification", "MuxClassifierOutput", "RetrievalHead", "classification_loss",
+    ),
+    "autoprumux.models.multiplexer": ("Multiplexer", "slot_vectors"),
+    "autoprumux.models.shapes": ("NormOnlyOutput", "SkippedAttention", "check_compact_config"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
 
 
-def build_compact_skeleton(config: MuxBertConfig) -> MuxBertForSequenceClassification:
-    """A freshly initialised model with the compacted shapes of `config.compact_*`."""
-    return MuxBertForSequenceClassification(config)
-
-
-try:  # registration makes AutoModelForSequenceClassification.from_pretrained work on saved models
-    AutoConfig.register("muxbert", MuxBertConfig)
-    AutoModelForSequenceClassification.register(MuxBertConfig, MuxBertForSequenceClassification)
-except ValueError:  # already registered (module reloaded)
-    pass
-
-__all__ = [
-    "DEMULTIPLEXERS",
-    "Demultiplexer",
-    "Multiplexer",
-    "MuxBertConfig",
-    "MuxBertForSequenceClassification",
-    "MuxClassifierOutput",
-    "NormOnlyOutput",
-    "RetrievalHead",
-    "SkippedAttention",
-    "build_compact_skeleton",
-    "build_demultiplexer",
-    "build_model",
-    "check_compact_config",
-    "classification_loss",
-    "load_model",
-    "quiet_transformers",
-    "slot_vectors",
-]
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'autoprumux.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value

@@ -148,3 +148,8 @@ def load_model(path: str | os.PathLike) -> MuxBertForSequenceClassification:
             return MuxBertForSequenceClassification.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise ModelError(f"model {str(path)!r} cannot be loaded: {str(exc).splitlines()[0]}") from None
+
+
+def build_compact_skeleton(config: MuxBertConfig) -> MuxBertForSequenceClassification:
+    """A freshly initialised model with the compacted shapes of `config.compact_*`."""
+    return MuxBertForSequenceClassification(config)

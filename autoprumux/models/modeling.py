@@ -284,3 +284,12 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, valid: torch
         return losses.mean()
     weights = valid.reshape(-1).to(losses.dtype)
     return (losses * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+try:  # registration makes AutoModelForSequenceClassification.from_pretrained work on saved models
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    AutoConfig.register("muxbert", MuxBertConfig)
+    AutoModelForSequenceClassification.register(MuxBertConfig, MuxBertForSequenceClassification)
+except ValueError:  # already registered (module reloaded)
+    pass

@@ -82,3 +82,15 @@ def resolve_model(name: str) -> ModelSource:
             "an existing checkpoint directory, nor a hub id"
         )
     return ModelSource(name=name, pretrained=name)
+
+
+def checkpoint_model_dir(path: str | os.PathLike) -> Path:
+    """The saved-model folder of a run directory (`DIR/model/`) or of a model directory itself.
+
+    Torch-free, so commands check their paths before loading anything heavy.
+    """
+    path = Path(path)
+    model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
+    if not (model_dir / "config.json").is_file():
+        raise ModelError(f"{str(path)!r} holds no saved model (expected DIR/model/config.json or DIR/config.json)")
+    return model_dir
