@@ -143,7 +143,7 @@ class PretrainSettings(_Budgeted):
 
 @dataclass(frozen=True)
 class WarmupSettings(_Budgeted):
-    """Token-retrieval warm-up, run before task training when N > 1 (epochs = 0 skips it)."""
+    """Token-retrieval warm-up, run before task training when N > 1 (a length of 0 skips it)."""
 
     epochs: float = 4.0
     steps: int | None = None  # optimizer steps instead of epochs
