@@ -140,9 +140,10 @@ def test_sweep_completes_resumes_and_never_reruns(tmp_path):
 
         return pipeline
 
-    # 1. Ctrl-C during (1, 0.5): the study stays consistent and the point is queued again.
+    # 1. Ctrl-C during (2, 0.5) (claimed after both s = 0 points, the widest N first): the study
+    #    stays consistent and the point is queued again.
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(spec, pipeline=stop_at((1, 0.5), KeyboardInterrupt()))
+        run_sweep(spec, pipeline=stop_at((2, 0.5), KeyboardInterrupt()))
     study = load_study(spec)
     assert completed_points(study) == Counter({(1, 0.0): 1, (2, 0.0): 1})
     first_numbers = {t.number for t in study.get_trials(states=(TrialState.COMPLETE,))}
@@ -150,12 +151,12 @@ def test_sweep_completes_resumes_and_never_reruns(tmp_path):
     table = pd.read_csv(spec.table_path)
     assert set(table.status) == {"COMPLETE", "WAITING"}
 
-    # 2. Resume; (2, 0.5) fails with an error that the table keeps.
-    summary = run_sweep(spec, pipeline=stop_at((2, 0.5), RuntimeError("boom")))
+    # 2. Resume; (1, 0.5) fails with an error that the table keeps.
+    summary = run_sweep(spec, pipeline=stop_at((1, 0.5), RuntimeError("boom")))
     assert (summary.status.done, summary.status.failed) == (3, 1)
     table = pd.read_csv(spec.table_path)
     failed = table[table.status == "FAIL"]
-    assert list(zip(failed.mux, failed.sparsity_target, strict=True)) == [(2, 0.5)]
+    assert list(zip(failed.mux, failed.sparsity_target, strict=True)) == [(1, 0.5)]
     assert "RuntimeError: boom" in failed.error.iloc[0]
 
     # 3. Resume with the real pipeline: only the failed point runs.
