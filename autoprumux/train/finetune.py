@@ -74,10 +74,13 @@ def _new_model(settings: TrainingSettings, stage: Stage, data, *, retrieval_head
 
 
 @torch.no_grad()
-def evaluate_retrieval(model, encoded, mux_width: int, batch_size: int, device, seed: int = 0) -> float:
+def evaluate_retrieval(model, encoded, mux_width: int, batch_size: int, device, seed: int = 0,
+                       corrupt=None) -> float:
     """Token-retrieval accuracy (fraction of scored tokens recovered) on `encoded`.
 
-    Deterministic: the random instance chosen at each position is drawn from `seed`.
+    Deterministic: the random instance chosen at each position (and any corruption) is drawn
+    from `seed`. `corrupt(batch) -> (input_ids, targets)` replaces the clean inputs and what is
+    scored (pre-training's masked-token accuracy scores the corrupted positions only).
     """
     from autoprumux.data import mux_batches
 
@@ -90,10 +93,11 @@ def evaluate_retrieval(model, encoded, mux_width: int, batch_size: int, device, 
         torch.manual_seed(seed)
         for batch in mux_batches(encoded, mux_width, batch_size, shuffle=False):
             batch = batch.to(device)
+            input_ids, targets = corrupt(batch) if corrupt is not None else (batch.input_ids, None)
             with autocast(device):
                 output = model(
-                    input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                    token_type_ids=batch.token_type_ids, retrieval=True,
+                    input_ids=input_ids, attention_mask=batch.attention_mask,
+                    token_type_ids=batch.token_type_ids, retrieval=True, retrieval_targets=targets,
                 )
             correct += int((output.retrieval_logits.argmax(-1) == output.retrieval_labels).sum())
             total += output.retrieval_labels.numel()

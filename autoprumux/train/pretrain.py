@@ -177,26 +177,12 @@ def run_pretrain(
     return metrics
 
 
-@torch.no_grad()
 def masked_accuracy(model, encoded, mux_width: int, batch_size: int, device, seed: int, corrupt: dict) -> float:
     """Share of corrupted validation tokens whose original the model recovers (fixed corruption)."""
-    from autoprumux.data import mux_batches
-
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    correct = total = 0
     pad = model.config.pad_token_id or 0
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for batch in mux_batches(encoded, mux_width, batch_size, shuffle=False):
-            batch = batch.to(device)
-            corrupted, chosen = mask_tokens(batch.input_ids, batch.attention_mask, **corrupt)
-            output = model(
-                input_ids=corrupted, attention_mask=batch.attention_mask, token_type_ids=batch.token_type_ids,
-                retrieval=True, retrieval_targets=batch.input_ids.masked_fill(~chosen, pad),  # score chosen only
-            )
-            correct += int((output.retrieval_logits.argmax(-1) == output.retrieval_labels).sum())
-            total += output.retrieval_labels.numel()
-    model.train(was_training)
-    return correct / total if total else float("nan")
+
+    def corrupted(batch):
+        ids, chosen = mask_tokens(batch.input_ids, batch.attention_mask, **corrupt)
+        return ids, batch.input_ids.masked_fill(~chosen, pad)  # padding is never scored: chosen only
+
+    return evaluate_retrieval(model, encoded, mux_width, batch_size, device, seed, corrupt=corrupted)
