@@ -7,6 +7,7 @@ the same stage output therefore share one key, and a sweep trains it once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -39,18 +40,29 @@ def _stage_key(name: str, mux: int, sparsity: float, parent: str | None, payload
     return f"{name}-{tag}-{digest}"
 
 
+def corpus_files(corpus: str | Path) -> list[Path]:
+    """The files of a pre-training corpus: the file itself, or every .txt under a folder, sorted."""
+    path = Path(corpus)
+    return sorted(path.rglob("*.txt")) if path.is_dir() else [path]
+
+
+@functools.lru_cache(maxsize=8)
+def _corpus_digest(files: tuple[tuple[str, int, int], ...]) -> str:
+    """Content hash of (path, size, mtime)-stamped files: a plan hashes its corpus once, not per trial."""
+    digest = hashlib.sha256()
+    for name, _, _ in files:
+        digest.update(Path(name).name.encode())
+        digest.update(Path(name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def corpus_identity(training: TrainingSettings) -> dict:
     """What the pre-training corpus is, for its stage key: a named corpus by content, else the task's texts."""
     corpus = training.pretrain.corpus
     if corpus is None:
         return {"task_texts": training.task, "data": settings_to_dict(training.data)}
-    path = Path(corpus)
-    files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(file.name.encode())
-        digest.update(file.read_bytes())
-    return {"corpus": digest.hexdigest()[:16], "max_seq_len": training.data.max_seq_len}
+    stamped = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in corpus_files(corpus))
+    return {"corpus": _corpus_digest(stamped), "max_seq_len": training.data.max_seq_len}
 
 
 def stage_chain(training: TrainingSettings, mux: int, sparsity: float) -> tuple[Stage, ...]:

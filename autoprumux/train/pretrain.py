@@ -32,7 +32,7 @@ from autoprumux.spec import TrainingSettings, settings_to_dict
 from autoprumux.train.device import resolve_device, seed_everything
 from autoprumux.train.finetune import WEIGHT_DECAY_WARMUP, evaluate_retrieval
 from autoprumux.train.loop import train_loop
-from autoprumux.train.plan import Stage
+from autoprumux.train.plan import Stage, corpus_files
 from autoprumux.train.stage_io import (
     budget_batches,
     epoch_batches,
@@ -49,9 +49,7 @@ PRETRAIN_LABELS = 2
 
 def read_corpus(path: str | Path) -> list[str]:
     """The non-empty lines of a text file, or of every .txt file under a folder (sorted by path)."""
-    path = Path(path)
-    files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
-    texts = [line.strip() for file in files for line in file.read_text(encoding="utf-8").splitlines()]
+    texts = [line.strip() for file in corpus_files(path) for line in file.read_text(encoding="utf-8").splitlines()]
     texts = [t for t in texts if t]
     if len(texts) < 2:
         raise ModelError(f"pretrain corpus {str(path)!r} holds {len(texts)} non-empty line(s); expected at least 2 texts")
