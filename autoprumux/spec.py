@@ -78,12 +78,13 @@ def batches_per_epoch(num_examples: int, mux_width: int, batch_size: int) -> int
     return math.ceil(math.ceil(num_examples / mux_width) / batch_size)
 
 
+@dataclass(frozen=True)
 class _Budgeted:
-    """Stage settings whose length is `epochs`, or `steps` / `examples` when one of those is set."""
+    """Stage settings whose length is `epochs` (each stage sets its default), or `steps` /
+    `examples` when one of those is set."""
 
-    epochs: float
-    steps: int | None
-    examples: int | None
+    steps: int | None = None  # optimizer steps instead of epochs
+    examples: int | None = None  # examples seen instead of epochs
 
     @property
     def budget(self) -> StageBudget:
@@ -131,8 +132,6 @@ class PretrainSettings(_Budgeted):
     """
 
     epochs: float = 0.0
-    steps: int | None = None  # optimizer steps instead of epochs
-    examples: int | None = None  # examples seen instead of epochs
     batch_size: int = 32
     learning_rate: float = 1e-3
     warmup_ratio: float = 0.1
@@ -146,8 +145,6 @@ class WarmupSettings(_Budgeted):
     """Token-retrieval warm-up, run before task training when N > 1 (a length of 0 skips it)."""
 
     epochs: float = 4.0
-    steps: int | None = None  # optimizer steps instead of epochs
-    examples: int | None = None  # examples seen instead of epochs
     batch_size: int = 16
     learning_rate: float = 1e-3
     warmup_ratio: float = 0.1
@@ -160,8 +157,6 @@ class FinetuneSettings(_Budgeted):
     """Task fine-tuning of the multiplexed model: the s = 0 point and the pruning teacher."""
 
     epochs: float = 10.0
-    steps: int | None = None  # optimizer steps instead of epochs
-    examples: int | None = None  # examples seen instead of epochs
     batch_size: int = 32
     learning_rate: float = 5e-4
     weight_decay: float = 0.01
@@ -176,8 +171,6 @@ class PruneSettings(_Budgeted):
     """CoFi pruning with distillation from the s = 0 model of the same N (MECHANICS.md section 2)."""
 
     epochs: float = 4.0
-    steps: int | None = None  # optimizer steps instead of epochs
-    examples: int | None = None  # examples seen instead of epochs
     batch_size: int = 32
     learning_rate: float = 5e-5
     reg_learning_rate: float = 0.01  # gates (log alpha) and Lagrange multipliers
@@ -197,8 +190,6 @@ class PostFinetuneSettings(_Budgeted):
     """Fine-tuning of the pruned model with its masks fixed."""
 
     epochs: float = 2.0
-    steps: int | None = None  # optimizer steps instead of epochs
-    examples: int | None = None  # examples seen instead of epochs
     batch_size: int = 64
     learning_rate: float = 3e-5
     warmup_ratio: float = 0.0
