@@ -179,6 +179,7 @@ def train_configuration(
         "sparsity": max(0.0, measured_sparsity),
         "accuracy": final["metrics"].get("accuracy"),
         "eval_examples": final["metrics"].get("validation_examples"),
+        "num_labels": model.config.num_labels,
         "retrieval_accuracy": _retrieval_accuracy(records),
         "params": model.num_parameters(),
         "device": torch_device.type,
