@@ -1,9 +1,10 @@
 """The throughput harness: one honest way to measure examples/s, used by train, sweep and bench.
 
-A fixed batch of B sequences, each carrying N multiplexed examples, of T tokens; `warmup`
-untimed forward passes; `repeats` timed ones under `torch.inference_mode()`, synchronised on
-CUDA, with a fixed and recorded CPU thread count. Throughput is original examples per second
-(B * N / seconds per batch); we report the median, the interquartile range and min/max, the
+A fixed batch of B sequences, each carrying N multiplexed examples, of T tokens (no padding: the
+harness keeps fixed shapes); `warmup` untimed forward passes; `repeats` timed ones under
+`torch.inference_mode()`, synchronised on CUDA, with a fixed and recorded CPU thread count, in the
+numeric type `dtype` (fp32, or bf16 / fp16 weights and activations, as a GPU deployment runs).
+Throughput is original examples per second (B * N / seconds per batch); we report the median, the interquartile range and min/max, the
 latency per batch, peak memory, parameter count, analytic FLOPs per example and a hardware
 fingerprint. Token ids are drawn from the model's vocabulary: content does not change cost.
 
@@ -16,6 +17,7 @@ Speed claims compare results measured side by side in one run (see benchmarks/sp
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import statistics
@@ -31,6 +33,9 @@ from autoprumux.errors import ModelError
 from autoprumux.spec import BenchSettings
 
 _DEFAULTS = BenchSettings()  # the harness settings a spec gets when it names none
+
+#: The numeric types the harness measures in, by the names specs and `bench --dtype` use.
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class BenchResult:
     threads: int
     device: str  # "cpu" or "cuda"
     hardware: str
+    dtype: str = "fp32"  # fp32, bf16 or fp16
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,6 +74,7 @@ class BenchResult:
             "params": self.params,
             "device": self.device,
             "hardware": self.hardware,
+            "dtype": self.dtype,
         }
 
 
@@ -172,6 +179,20 @@ def count_flops(model: nn.Module, seq_len: int) -> float:
     return total / _mux_width(model)
 
 
+def bench_options(settings: BenchSettings) -> dict:
+    """The keyword arguments of `measure_throughput` that a spec's `[bench]` settings give."""
+    return dict(batch_size=settings.batch_size, seq_len=settings.seq_len, warmup=settings.warmup,
+                repeats=settings.repeats, threads=settings.threads, dtype=settings.dtype)
+
+
+def cast_model(model: nn.Module, dtype: str) -> nn.Module:
+    """`model` in numeric type `dtype` (fp32, bf16, fp16): itself when it already is, else a cast copy."""
+    torch_dtype = TORCH_DTYPES[dtype]
+    if next(model.parameters()).dtype == torch_dtype:
+        return model
+    return copy.deepcopy(model).to(torch_dtype)
+
+
 def resolve_device(name: str | torch.device | None) -> torch.device:
     """`None` -> cuda when available, else cpu; a torch.device passes through; a bad name is a user error."""
     if isinstance(name, torch.device):
@@ -227,16 +248,18 @@ def measure_throughput(
     repeats: int = _DEFAULTS.repeats,
     device: str | torch.device | None = None,
     threads: int | None = None,
+    dtype: str = _DEFAULTS.dtype,
     seed: int = 0,
 ) -> BenchResult:
     """Measure inference throughput of `model` in examples/s (median of `repeats` timed batches).
 
-    The model is moved to `device` and put in eval mode. On CPU the thread count is fixed to
-    `threads` (default: all cores) for the measurement and recorded.
+    The model is moved to `device` and put in eval mode; for a `dtype` other than its own
+    (fp32, bf16 or fp16), a cast copy is measured and `model` keeps its weights. On CPU the thread
+    count is fixed to `threads` (default: all cores) for the measurement and recorded.
     """
     device = resolve_device(device)
     threads = threads or torch.get_num_threads() or os.cpu_count() or 1
-    model = model.to(device).eval()
+    model = cast_model(model.to(device), dtype).eval()
     flops = count_flops(model, seq_len)
     batch = _random_batch(model, batch_size, seq_len, device, seed)
     examples = batch_size * _mux_width(model)
@@ -272,6 +295,7 @@ def measure_throughput(
         threads=threads,
         device=device.type,
         hardware=hardware_fingerprint(device, threads),
+        dtype=dtype,
     )
 
 
@@ -326,7 +350,7 @@ def format_comparison(comparison: Comparison) -> str:
     first = comparison.rounds[comparison.names[0]][0]
     lines = [
         f"{len(next(iter(comparison.rounds.values())))} interleaved rounds x {first.repeats} repeats, batch "
-        f"{first.batch_size} sequences of {first.seq_len} tokens; {first.hardware}",
+        f"{first.batch_size} sequences of {first.seq_len} tokens, {first.dtype}; {first.hardware}",
         f"{'model':<40} {'N':>3} {'MFLOPs/ex':>10} {'examples/s':>12} {'spread':>7} {'speedup':>8} {'ideal':>7} "
         f"{'effic.':>7}",
     ]
@@ -353,6 +377,7 @@ def format_benchmark(result: BenchResult) -> str:
             f"latency      {result.latency_s * 1e3:.2f} ms per batch of {result.batch_size} sequences x "
             f"N={result.mux_width}, length {result.seq_len}",
             f"FLOPs        {result.flops_per_example / 1e6:,.2f} MFLOPs per example (analytic)",
+            f"dtype        {result.dtype}",
             f"params       {result.params:,}",
             f"peak memory  {result.peak_memory_bytes / 2**20:,.1f} MiB",
             f"hardware     {result.hardware}",

@@ -97,7 +97,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     )
 
     options = dict(batch_size=args.batch, seq_len=args.seq_len, repeats=args.repeats, warmup=args.warmup,
-                   device=args.device, threads=args.threads)
+                   device=args.device, threads=args.threads, dtype=args.dtype)
     if len(args.dir) == 1:
         result = benchmark_checkpoint(Path(args.dir[0]), **options)
         print(json.dumps(result.to_dict(), indent=2) if args.json else format_benchmark(result))
@@ -299,7 +299,7 @@ def _add_train(sub) -> None:
 
 
 def _add_bench(sub) -> None:
-    from autoprumux.spec import BenchSettings
+    from autoprumux.spec import BENCH_DTYPES, BenchSettings
 
     defaults = BenchSettings()
     p = sub.add_parser(
@@ -318,6 +318,8 @@ def _add_bench(sub) -> None:
                    help=f"untimed warm-up iterations (default {defaults.warmup})")
     p.add_argument("--threads", type=_positive_int("--threads"), help="CPU threads (default: all)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--dtype", choices=BENCH_DTYPES, default=defaults.dtype,
+                   help=f"numeric type of weights and activations (default {defaults.dtype})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_cmd_bench)
 

@@ -41,6 +41,7 @@ except ImportError:  # Python 3.10
 MULTIPLEXERS = ("gaussian_hadamard", "binary_hadamard", "learned")
 DEMULTIPLEXERS = ("index_pos", "index", "mlp")
 READOUTS = ("cls", "instance_mean")
+BENCH_DTYPES = ("fp32", "bf16", "fp16")
 BUDGET_UNITS = ("epochs", "steps", "examples")
 
 
@@ -103,6 +104,7 @@ class DataSettings:
     train_size: int | None = None  # size of generated train split / cap for file tasks
     eval_size: int | None = None  # size of generated validation split / cap
     max_seq_len: int = 48  # tokens per instance (all N instances share one length)
+    trim_padding: bool = True  # evaluation batches cut to their longest real example (speed; not in stage keys)
     text_column: str | None = None
     text_pair_column: str | None = None
     label_column: str | None = None
@@ -205,6 +207,7 @@ class BenchSettings:
     warmup: int = 3
     repeats: int = 10
     threads: int | None = None  # CPU threads; None = all available
+    dtype: str = "fp32"  # numeric type of the measurement: fp32, bf16 or fp16 (weights and activations)
 
 
 @dataclass(frozen=True)
@@ -382,6 +385,8 @@ def _check_value(key: str, name: str, value: Any) -> None:
         _fail(key, value, f"one of {', '.join(DEMULTIPLEXERS)}")
     if name == "readout" and value not in READOUTS:
         _fail(key, value, f"one of {', '.join(READOUTS)}")
+    if name == "dtype" and value not in BENCH_DTYPES:
+        _fail(key, value, f"one of {', '.join(BENCH_DTYPES)}")
 
 
 def validate_mux_width(value: Any, where: str = "mux") -> int:

@@ -96,3 +96,37 @@ def test_bench_cli_measures_one_model_or_compares_several(tmp_path, capsys):
     assert first["speedup"] == 1.0 and len(second["rounds"]) == 2 and second["rounds"][0]["mux_width"] == 2
     assert main(["bench", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith("autoprumux: error:")
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_half_precision_is_measured_on_a_cast_copy_and_recorded(dtype):
+    model = make(2)
+    result = measure_throughput(model, batch_size=2, seq_len=T, warmup=1, repeats=2, threads=1, dtype=dtype)
+    assert result.dtype == dtype and result.to_metrics()["dtype"] == dtype
+    assert result.examples_per_second > 0 and f"dtype        {dtype}" in format_benchmark(result)
+    assert next(model.parameters()).dtype == torch.float32  # the caller's model keeps its weights
+    assert result.flops_per_example == count_flops(make(2), T)
+
+
+def test_bench_settings_give_the_harness_options_and_the_spec_checks_dtype():
+    from autoprumux.bench import bench_options
+    from autoprumux.errors import SpecError
+    from autoprumux.spec import BenchSettings, spec_from_dict
+
+    assert bench_options(BenchSettings(dtype="bf16"))["dtype"] == "bf16"
+    assert spec_from_dict({"name": "x", "bench": {"dtype": "bf16"}}).training.bench.dtype == "bf16"
+    with pytest.raises(SpecError, match=r"bench.dtype = 'int8' is invalid; expected one of fp32, bf16, fp16"):
+        spec_from_dict({"name": "x", "bench": {"dtype": "int8"}})
+
+
+def test_bench_cli_takes_a_dtype_and_rejects_an_unknown_one(tmp_path, capsys):
+    import json
+
+    from autoprumux.cli import main
+
+    make(1).save_pretrained(tmp_path / "n1" / "model")
+    common = ["--batch", "2", "--seq-len", str(T), "--repeats", "2", "--warmup", "1", "--threads", "1", "--json"]
+    assert main(["bench", str(tmp_path / "n1"), "--dtype", "bf16", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["dtype"] == "bf16"
+    assert main(["bench", str(tmp_path / "n1"), "--dtype", "fp8"]) == 2
+    assert capsys.readouterr().err.startswith("autoprumux: error: bench: argument --dtype: invalid choice: 'fp8'")

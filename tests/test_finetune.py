@@ -239,3 +239,22 @@ def test_finetune_groups_slow_down_the_multiplexed_head(tiny_model):
     assert rate[id(model.bert.encoder.layer[0].attention.self.query.weight)] == 1e-3
     decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
     assert decay[id(model.classifier.weight)] == 0.01 and decay[id(model.classifier.bias)] == 0.0
+
+
+@pytest.mark.parametrize("mux_width", [1, 2])
+def test_trimmed_evaluation_predicts_what_full_length_evaluation_does(tiny_model, mux_width):
+    from autoprumux.data import mux_batches
+
+    split = random_split(37, 12, seed=3)
+    lengths = torch.randint(3, 9, (len(split),), generator=torch.Generator().manual_seed(0))
+    mask = (torch.arange(12)[None, :] < lengths[:, None]).long()
+    split = EncodedSplit(split.input_ids * mask, mask, split.token_type_ids, split.labels)
+    batch = next(iter(mux_batches(split, mux_width, 4, shuffle=False)))
+    trimmed = batch.trimmed()
+    assert trimmed.input_ids.shape[-1] == int(batch.attention_mask.sum(-1).max()) < 12
+    model = tiny_model(mux_width=mux_width, num_labels=2)
+    full, cut = model(**model_inputs(batch)).logits, model(**model_inputs(trimmed)).logits
+    assert torch.allclose(full, cut, atol=1e-5)
+    assert torch.equal(
+        predict_labels(model, split, mux_width, 4, "cpu"), predict_labels(model, split, mux_width, 4, "cpu", trim_padding=False)
+    )

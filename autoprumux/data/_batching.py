@@ -79,6 +79,19 @@ class MuxBatch:
         """Real (valid) examples in the batch."""
         return int(self.valid.sum())
 
+    def trimmed(self) -> MuxBatch:
+        """The same batch cut to its longest real example: positions where no example has a token go.
+
+        Padding is masked out of the mixture and of attention, so the logits are the same up to
+        float rounding, at the cost of the longest example in the batch instead of `max_seq_len`.
+        """
+        real = self.attention_mask.reshape(-1, self.attention_mask.shape[-1]).any(dim=0)
+        length = int(real.nonzero().max()) + 1 if bool(real.any()) else 1
+        if length == self.input_ids.shape[-1]:
+            return self
+        cut = {name: getattr(self, name)[..., :length] for name in ("input_ids", "attention_mask", "token_type_ids")}
+        return MuxBatch(**cut, labels=self.labels, valid=self.valid, index=self.index)
+
 
 def num_mux_batches(num_examples: int, mux_width: int, batch_size: int) -> int:
     """How many batches `mux_batches` yields: ceil(ceil(M / N) / B)."""

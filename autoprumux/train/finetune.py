@@ -218,7 +218,9 @@ def run_finetune(
         param_groups=finetune_param_groups(model, finetune.learning_rate, finetune.weight_decay, head_lr_scale),
         grad_accum=finetune.grad_accum,
         warmup_ratio=finetune.warmup_ratio,
-        evaluate=lambda m: evaluate_accuracy(m, data.validation, stage.mux, finetune.batch_size, device),
+        evaluate=lambda m: evaluate_accuracy(
+            m, data.validation, stage.mux, finetune.batch_size, device, trim_padding=settings.data.trim_padding
+        ),
         seed=settings.seed,
         device=device,
         progress=progress,

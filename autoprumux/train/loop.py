@@ -218,11 +218,13 @@ def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def predict_labels(model: nn.Module, encoded, mux_width: int, batch_size: int, device) -> torch.Tensor:
+def predict_labels(model: nn.Module, encoded, mux_width: int, batch_size: int, device, *,
+                   trim_padding: bool = True) -> torch.Tensor:
     """Predicted label ids [M] of every example of `encoded` (an `EncodedSplit`), in split order.
 
     Examples are multiplexed N = `mux_width` at a time in split order; filler copies that complete
-    the last group are ignored, so every example is predicted exactly once.
+    the last group are ignored, so every example is predicted exactly once. With `trim_padding`,
+    each batch is cut to its longest real example (`MuxBatch.trimmed`).
     """
     from autoprumux.data import mux_batches
 
@@ -231,7 +233,7 @@ def predict_labels(model: nn.Module, encoded, mux_width: int, batch_size: int, d
     model.eval()
     predictions = torch.full((len(encoded),), -1, dtype=torch.long)
     for batch in mux_batches(encoded, mux_width, batch_size, shuffle=False):
-        batch = batch.to(device)
+        batch = (batch.trimmed() if trim_padding else batch).to(device)
         with autocast(device):
             logits = model(
                 input_ids=batch.input_ids, attention_mask=batch.attention_mask, token_type_ids=batch.token_type_ids
@@ -242,9 +244,10 @@ def predict_labels(model: nn.Module, encoded, mux_width: int, batch_size: int, d
     return predictions
 
 
-def evaluate_accuracy(model: nn.Module, encoded, mux_width: int, batch_size: int, device) -> float:
+def evaluate_accuracy(model: nn.Module, encoded, mux_width: int, batch_size: int, device, *,
+                      trim_padding: bool = True) -> float:
     """Accuracy (a fraction in [0, 1]) on `encoded`, scoring every example exactly once."""
     if len(encoded) == 0:
         return float("nan")
-    predictions = predict_labels(model, encoded, mux_width, batch_size, device)
+    predictions = predict_labels(model, encoded, mux_width, batch_size, device, trim_padding=trim_padding)
     return float((predictions == encoded.labels).float().mean())

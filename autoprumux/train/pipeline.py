@@ -120,14 +120,9 @@ def _surviving_structure(model) -> dict:
 
 def _benchmark(model, settings: TrainingSettings, device) -> dict:
     """Throughput columns of the results table, from the one harness (`autoprumux.bench`)."""
-    from autoprumux.bench import measure_throughput
+    from autoprumux.bench import bench_options, measure_throughput
 
-    bench = settings.bench
-    result = measure_throughput(
-        model, batch_size=bench.batch_size, seq_len=bench.seq_len, warmup=bench.warmup,
-        repeats=bench.repeats, device=device, threads=bench.threads,
-    )
-    return result.to_metrics()
+    return measure_throughput(model, device=device, **bench_options(settings.bench)).to_metrics()
 
 
 def train_configuration(

@@ -56,11 +56,16 @@ def _corpus_digest(files: tuple[tuple[str, int, int], ...]) -> str:
     return digest.hexdigest()[:16]
 
 
+def data_identity(training: TrainingSettings) -> dict:
+    """The data settings that determine a stage's output (`trim_padding` only changes evaluation speed)."""
+    return {k: v for k, v in settings_to_dict(training.data).items() if k != "trim_padding"}
+
+
 def corpus_identity(training: TrainingSettings) -> dict:
     """What the pre-training corpus is, for its stage key: a named corpus by content, else the task's texts."""
     corpus = training.pretrain.corpus
     if corpus is None:
-        return {"task_texts": training.task, "data": settings_to_dict(training.data)}
+        return {"task_texts": training.task, "data": data_identity(training)}
     stamped = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in corpus_files(corpus))
     return {"corpus": _corpus_digest(stamped), "max_seq_len": training.data.max_seq_len}
 
@@ -90,7 +95,7 @@ def stage_chain(training: TrainingSettings, mux: int, sparsity: float) -> tuple[
         "task": training.task,
         "model": training.model,
         "seed": training.seed,
-        "data": settings_to_dict(training.data),
+        "data": data_identity(training),
         "mux_settings": settings_to_dict(training.mux) if mux > 1 else None,
     }
 

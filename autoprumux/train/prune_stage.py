@@ -166,7 +166,9 @@ def run_prune(
     distiller.to(device)
     objective = PruningObjective(gated, teacher, constraint, distiller, DistillationWeights.from_settings(prune))
     groups = default_param_groups(model, 0.0) + default_param_groups(distiller, 0.0)
-    accuracy = lambda m: evaluate_accuracy(m, data.validation, stage.mux, prune.batch_size, device)  # noqa: E731
+    accuracy = lambda m: evaluate_accuracy(  # noqa: E731
+        m, data.validation, stage.mux, prune.batch_size, device, trim_padding=settings.data.trim_padding
+    )
     teacher_accuracy = accuracy(teacher)
 
     result = train_loop(
@@ -243,7 +245,9 @@ def run_post_finetune(
         logs = {"task_loss": float(output.loss.detach()), "prediction_loss": float(distill.detach())}
         return output.loss + post.distill_pred_weight * distill, logs
 
-    accuracy = lambda m: evaluate_accuracy(m, data.validation, stage.mux, post.batch_size, device)  # noqa: E731
+    accuracy = lambda m: evaluate_accuracy(  # noqa: E731
+        m, data.validation, stage.mux, post.batch_size, device, trim_padding=settings.data.trim_padding
+    )
     result = train_loop(
         model,
         epoch_batches(data.train, stage.mux, post.batch_size, settings.seed),
