@@ -17,7 +17,7 @@ from transformers.utils import logging as hf_logging
 from autoprumux.errors import ModelError
 from autoprumux.models.config import MuxBertConfig
 from autoprumux.models.modeling import MuxBertForSequenceClassification
-from autoprumux.models.presets import resolve_model
+from autoprumux.models.presets import is_muxplm, resolve_model
 
 
 @contextlib.contextmanager
@@ -86,12 +86,23 @@ def build_model(
 
     Presets are built from scratch with `tokenizer`'s vocabulary (seed torch before calling for
     reproducible weights). Pretrained backbones keep their `BertModel` weights; multiplexer,
-    demultiplexer, classifier (and retrieval head) are new. `mux_settings` is a
+    demultiplexer, classifier (and retrieval head) are new. A MUX-PLM checkpoint (hub id or local
+    folder, `autoprumux.models.muxplm`) brings its multiplexer, demultiplexer and forward pass
+    (`mux_settings` do not apply) and must be of width `mux_width`. `mux_settings` is a
     `autoprumux.spec.MuxSettings`. `max_positions` (tokens per instance) is checked against the
     backbone's position table, including the N extra positions of the `index` demultiplexer.
     """
     source = resolve_model(model_name)
     fields = {**_mux_fields(mux_width, mux_settings, retrieval_head, tokenizer), **_labels(num_labels, label_names)}
+    if source.is_pretrained and is_muxplm(source.pretrained):  # multiplexing comes from the checkpoint
+        from autoprumux.models.muxplm import load_muxplm_model
+
+        model = load_muxplm_model(
+            source.pretrained, mux_width, num_labels=num_labels, retrieval_head=retrieval_head,
+            retrieval_ignore_ids=fields["retrieval_ignore_ids"], **_labels(num_labels, label_names),
+        )
+        _check_positions(model.config, model_name, max_positions)
+        return model
     if source.is_pretrained:
         base = _pretrained_bert_config(source.pretrained)
         config = MuxBertConfig.from_bert_config(base, **fields)

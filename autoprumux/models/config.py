@@ -25,6 +25,13 @@ class MuxBertConfig(BertConfig):
             own real tokens).
         mux_pooler: whether BERT's pooler (dense + tanh) runs on each demultiplexed state at N > 1
             before the classifier (the reference implementations have none at N > 1).
+        demux_blocks: `plain` (Linear-GELU-LayerNorm blocks) or `residual`, the MUX-PLM / PruMUX
+            classification demultiplexer: GELU after the first Linear, residual Linear-GELU
+            blocks, then a residual Linear-GELU-LayerNorm block (`demux_layers` Linears in both).
+        mux_embed_pass: whether the mixture goes through the embedding layer again (position and
+            token-type addition, LayerNorm, dropout) before layer 1, as MUX-PLM / PruMUX do.
+        mux_mask_padding: whether an instance's padding is zeroed before mixing and masked out of
+            attention; MUX-PLM / PruMUX mix and attend every position (False).
         mux_norm: root-mean-square of the multiplexer's slot vectors (their L2 norm is
             `mux_norm * sqrt(hidden_size)`), so a multiplexed embedding keeps the scale of a plain one.
         mux_seed: seed of the fixed slot vectors, so the same config always gives the same vectors.
@@ -46,6 +53,9 @@ class MuxBertConfig(BertConfig):
     demux_layers: int = 3
     readout: str = "cls"
     mux_pooler: bool = True
+    demux_blocks: str = "plain"
+    mux_embed_pass: bool = False
+    mux_mask_padding: bool = True
     mux_norm: float | int = 1.0
     mux_seed: int = 0
     retrieval_head: bool = False

@@ -8,7 +8,9 @@
 - `mlp`: one independent MLP per instance slot, applied to h_t.
 
 The MLP is Linear(in -> d), GELU, LayerNorm, then (demux_layers - 1) x [Linear(d -> d), GELU,
-LayerNorm]. The concatenations are never materialised: the first Linear's weight is split into its
+LayerNorm] (`plain` blocks), or, with `residual` blocks (MUX-PLM's classification path),
+Linear(in -> d), GELU, then (demux_layers - 2) x [x + GELU(Linear(x))], then
+x + LayerNorm(GELU(Linear(x))). The concatenations are never materialised: the first Linear's weight is split into its
 key columns and its state columns, so the state part is computed once for all N instances.
 
 Three ways to call one:
@@ -38,6 +40,30 @@ def _mlp_tail(hidden_size: int, layers: int, eps: float) -> nn.Sequential:
     for _ in range(layers - 1):
         modules += [nn.Linear(hidden_size, hidden_size), nn.GELU(), nn.LayerNorm(hidden_size, eps=eps)]
     return nn.Sequential(*modules)
+
+
+class ResidualTail(nn.Module):
+    """After the first Linear: GELU, (layers - 2) residual Linear-GELU blocks, a residual
+    Linear-GELU-LayerNorm block (dropout after each GELU but the last, as MUX-PLM trains it)."""
+
+    def __init__(self, hidden_size: int, layers: int, eps: float, dropout: float = 0.1):
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.Linear(hidden_size, hidden_size) for _ in range(layers - 2))
+        self.last = nn.Linear(hidden_size, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(F.gelu(x))
+        for block in self.blocks:
+            x = x + self.dropout(F.gelu(block(x)))
+        return x + self.norm(F.gelu(self.last(x)))
+
+
+def _tail(blocks: str, hidden_size: int, layers: int, eps: float, dropout: float) -> nn.Module:
+    if blocks == "residual":
+        return ResidualTail(hidden_size, layers, eps, dropout)
+    return _mlp_tail(hidden_size, layers, eps)
 
 
 def _slice_in_columns(linear: nn.Linear, columns: torch.LongTensor) -> nn.Linear:
@@ -81,12 +107,13 @@ class _KeyedDemultiplexer(Demultiplexer):
     `self.first` has in_features = key_size + d_enc, key columns first.
     """
 
-    def __init__(self, mux_width: int, key_size: int, encoder_size: int, hidden_size: int, layers: int, eps: float):
+    def __init__(self, mux_width: int, key_size: int, encoder_size: int, hidden_size: int, layers: int, eps: float,
+                 blocks: str = "plain", dropout: float = 0.1):
         super().__init__()
         self.mux_width = mux_width
         self.key_size = key_size
         self.first = nn.Linear(key_size + encoder_size, hidden_size)
-        self.tail = _mlp_tail(hidden_size, layers, eps)
+        self.tail = _tail(blocks, hidden_size, layers, eps, dropout)
 
     def _keys(self, hidden: torch.Tensor) -> torch.Tensor:
         """Instance keys: [N, key_size] or [B, N, key_size]."""
@@ -119,8 +146,8 @@ class _KeyedDemultiplexer(Demultiplexer):
 class IndexPosDemultiplexer(_KeyedDemultiplexer):
     """`index_pos`: a learned key per slot (width d) concatenated with each position's state."""
 
-    def __init__(self, mux_width: int, encoder_size: int, hidden_size: int, layers: int, eps: float):
-        super().__init__(mux_width, hidden_size, encoder_size, hidden_size, layers, eps)
+    def __init__(self, mux_width: int, encoder_size: int, hidden_size: int, layers: int, eps: float, **tail):
+        super().__init__(mux_width, hidden_size, encoder_size, hidden_size, layers, eps, **tail)
         self.keys = nn.Parameter(torch.zeros(mux_width, hidden_size))
 
     def _keys(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -139,8 +166,8 @@ class IndexDemultiplexer(_KeyedDemultiplexer):
     `index_embeddings` has N + 1 rows: the N index embeddings and, last, the filler.
     """
 
-    def __init__(self, mux_width: int, encoder_size: int, hidden_size: int, layers: int, eps: float):
-        super().__init__(mux_width, encoder_size, encoder_size, hidden_size, layers, eps)
+    def __init__(self, mux_width: int, encoder_size: int, hidden_size: int, layers: int, eps: float, **tail):
+        super().__init__(mux_width, encoder_size, encoder_size, hidden_size, layers, eps, **tail)
         self.prefix_length = mux_width
         self.index_embeddings = nn.Embedding(mux_width + 1, encoder_size)
 
@@ -166,11 +193,12 @@ class IndexDemultiplexer(_KeyedDemultiplexer):
 class MlpDemultiplexer(Demultiplexer):
     """`mlp`: one MLP per instance slot applied to the encoder state."""
 
-    def __init__(self, mux_width: int, encoder_size: int, hidden_size: int, layers: int, eps: float):
+    def __init__(self, mux_width: int, encoder_size: int, hidden_size: int, layers: int, eps: float,
+                 blocks: str = "plain", dropout: float = 0.1):
         super().__init__()
         self.mux_width = mux_width
         self.firsts = nn.ModuleList(nn.Linear(encoder_size, hidden_size) for _ in range(mux_width))
-        self.tails = nn.ModuleList(_mlp_tail(hidden_size, layers, eps) for _ in range(mux_width))
+        self.tails = nn.ModuleList(_tail(blocks, hidden_size, layers, eps, dropout) for _ in range(mux_width))
 
     def forward(
         self, hidden: torch.Tensor, instance: torch.LongTensor | None = None, mask: torch.Tensor | None = None
@@ -199,7 +227,9 @@ DEMULTIPLEXERS = {
 
 
 def build_demultiplexer(
-    kind: str, mux_width: int, encoder_size: int, hidden_size: int, layers: int, eps: float = 1e-12
+    kind: str, mux_width: int, encoder_size: int, hidden_size: int, layers: int, eps: float = 1e-12,
+    blocks: str = "plain", dropout: float = 0.1,
 ) -> Demultiplexer:
-    """The demultiplexer `kind` for N = `mux_width` reading states of width `encoder_size`."""
-    return DEMULTIPLEXERS[kind](mux_width, encoder_size, hidden_size, layers, eps)
+    """The demultiplexer `kind` for N = `mux_width` reading states of width `encoder_size`, with
+    `plain` or `residual` blocks after its first Linear."""
+    return DEMULTIPLEXERS[kind](mux_width, encoder_size, hidden_size, layers, eps, blocks=blocks, dropout=dropout)

@@ -89,7 +89,7 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
             )
             self.demultiplexer = build_demultiplexer(
                 config.demultiplexer, config.mux_width, encoder_size, config.hidden_size,
-                config.demux_layers, config.layer_norm_eps,
+                config.demux_layers, config.layer_norm_eps, config.demux_blocks, config.hidden_dropout_prob,
             )
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(dropout)
@@ -196,10 +196,15 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
             inputs_embeds=words.reshape(batch * width, total, -1),
             token_type_ids=token_type_ids.reshape(batch * width, total),
         ).view(batch, width, total, -1)
-        # An instance's padding contributes nothing to the mixture.
-        embedded = embedded * attention_mask.unsqueeze(-1).to(embedded.dtype)
+        if self.config.mux_mask_padding:  # an instance's padding contributes nothing to the mixture
+            embedded = embedded * attention_mask.unsqueeze(-1).to(embedded.dtype)
+            encoder_mask = attention_mask.amax(dim=1)
+        else:  # MUX-PLM: every position is mixed and attended
+            encoder_mask = torch.ones_like(attention_mask[:, 0])
         mixed = self.multiplexer(embedded)
-        encoded, hidden_states = self._encode(mixed, attention_mask.amax(dim=1), output_hidden_states)
+        if self.config.mux_embed_pass:  # MUX-PLM: positions, token type 0, LayerNorm and dropout again
+            mixed = self.bert.embeddings(inputs_embeds=mixed, token_type_ids=torch.zeros_like(encoder_mask))
+        encoded, hidden_states = self._encode(mixed, encoder_mask, output_hidden_states)
         if self.config.readout == "instance_mean":
             states = self.demultiplexer(encoded, mask=attention_mask[:, :, self.demultiplexer.prefix_length :])
         else:

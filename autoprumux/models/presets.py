@@ -7,6 +7,7 @@ pretrained checkpoint path/id whose own tokenizer and weights are used.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,22 @@ def resolve_model(name: str) -> ModelSource:
             "an existing checkpoint directory, nor a hub id"
         )
     return ModelSource(name=name, pretrained=name)
+
+
+#: Hub ids of MUX-PLM checkpoints (MUX-BERT, pre-trained or fine-tuned with multiplexing) start so.
+MUXPLM_HUB_PREFIX = "princeton-nlp/muxbert_"
+
+
+def is_muxplm(name: str) -> bool:
+    """Whether `--model` names a MUX-PLM checkpoint: a `princeton-nlp/muxbert_*` hub id, or a local
+    folder whose config.json carries their multiplexing fields (`num_instances`). Torch-free."""
+    config = Path(name) / "config.json"
+    if config.is_file():
+        try:
+            return "num_instances" in json.loads(config.read_text())
+        except (OSError, ValueError):
+            return False
+    return name.startswith(MUXPLM_HUB_PREFIX)
 
 
 def checkpoint_model_dir(path: str | os.PathLike) -> Path:
