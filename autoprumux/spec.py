@@ -18,6 +18,9 @@ A spec looks like::
     [finetune]
     epochs = 8
 
+    [models]    # optional: the checkpoint each N starts from (others start from `model`)
+    2 = "princeton-nlp/muxbert_base_gaussian_hadamard_index_pos_2"
+
 Batch sizes count multiplexed *sequences*; each sequence carries N examples, so a stage with
 `batch_size = 32` at N = 4 sees 128 examples per step (the PruMUX recipe's convention).
 """
@@ -234,6 +237,15 @@ class TrainingSettings:
     prune: PruneSettings = field(default_factory=PruneSettings)
     post_finetune: PostFinetuneSettings = field(default_factory=PostFinetuneSettings)
     bench: BenchSettings = field(default_factory=BenchSettings)
+    models: tuple[tuple[int, str], ...] = ()  # the [models] table: (N, checkpoint that N starts from)
+
+    def model_for(self, mux: int) -> str:
+        """The backbone that N = `mux` starts from: its `[models]` entry, else `model`."""
+        return dict(self.models).get(mux, self.model)
+
+    def for_mux(self, mux: int) -> TrainingSettings:
+        """These settings with `model` resolved for N = `mux` (what a trial of that N trains with)."""
+        return dataclasses.replace(self, model=self.model_for(mux), models=())
 
 
 @dataclass(frozen=True)
@@ -434,7 +446,8 @@ def spec_from_dict(raw: dict[str, Any], source: str | None = None) -> SweepSpec:
     if "name" not in raw:
         raise SpecError("missing required key name (the sweep's name, e.g. name = \"demo\")")
     training_raw = {k: raw.pop(k) for k in list(raw) if k in _TRAINING_KEYS}
-    training = _build(TrainingSettings, training_raw, "")
+    models = _models_table(training_raw.pop("models")) if "models" in training_raw else ()
+    training = dataclasses.replace(_build(TrainingSettings, training_raw, ""), models=models)
     grid_raw = raw.pop("grid", {})
     top = _build(
         SweepSpec,
@@ -452,12 +465,27 @@ def spec_from_dict(raw: dict[str, Any], source: str | None = None) -> SweepSpec:
     return dataclasses.replace(top, training=training, grid=grid, source=source)
 
 
+def _models_table(raw: Any) -> tuple[tuple[int, str], ...]:
+    """`[models]` (N = "checkpoint" entries) -> sorted (N, checkpoint) pairs."""
+    example = 'a table of N = "checkpoint" entries, e.g. [models] 2 = "princeton-nlp/muxbert_base_..._2"'
+    if not isinstance(raw, dict) or not raw:
+        _fail("models", raw, example)
+    entries = []
+    for key, value in raw.items():
+        mux = validate_mux_width(key, f"models.{key}")
+        if not isinstance(value, str) or not value:
+            _fail(f"models.{key}", value, "a model name: a preset, a hub id or a checkpoint folder")
+        entries.append((mux, value))
+    return tuple(sorted(entries))
+
+
 def _check_task_and_model(training: TrainingSettings) -> None:
     # Task and model names are checked against their registries when those are importable; the
     # registries are the single source of what is accepted.
     from autoprumux.models.presets import resolve_model
 
-    resolve_model(training.model)
+    for model in (training.model, *(name for _, name in training.models)):
+        resolve_model(model)
     try:
         from autoprumux.data import list_tasks
     except ImportError:

@@ -154,3 +154,41 @@ def test_an_unreachable_hub_id_says_how_to_use_a_local_folder(monkeypatch, tmp_p
     message = str(error.value)
     assert "\n" not in message and "huggingface-cli download princeton-nlp/muxbert_base_gaussian_hadamard_index_pos_2" in message
     assert "--model DIR" in message
+
+
+def test_a_spec_starts_each_n_from_its_models_entry_without_a_warmup(muxplm_checkpoint, tmp_path, capsys):
+    from autoprumux.cli import main
+    from autoprumux.spec import load_spec
+    from autoprumux.train.plan import stage_chain
+
+    folder = muxplm_checkpoint(width=2)
+    spec = tmp_path / "muxplm.toml"
+    spec.write_text(
+        f'name = "muxplm"\ntask = "synthetic-sentiment"\nmodel = "tiny"\n[models]\n2 = "{folder}"\n'
+        "[data]\neval_size = 24\nmax_seq_len = 16\n[finetune]\nsteps = 2\nbatch_size = 4\n"
+        "[prune]\nsteps = 2\nbatch_size = 4\nlagrangian_warmup_ratio = 0.5\n[post_finetune]\nsteps = 1\nbatch_size = 4\n"
+        '[bench]\nbatch_size = 2\nseq_len = 16\nwarmup = 1\nrepeats = 2\nthreads = 1\ndtype = "bf16"\n'
+    )
+    training = load_spec(spec).training
+    assert training.model_for(2) == str(folder) and training.model_for(1) == "tiny"
+    assert [s.name for s in stage_chain(training, 2, 0.5)] == ["finetune", "prune", "post_finetune"]
+    assert [s.name for s in stage_chain(training, 1, 0.0)] == ["finetune"]
+    out = tmp_path / "run"
+    status = main(["train", "--spec", str(spec), "--task", "synthetic-sentiment", "--mux", "2", "--sparsity", "0.5",
+                   "--out", str(out), "--train-examples", "32"])
+    assert status == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == str(folder) and metrics["dtype"] == "bf16" and metrics["throughput"] > 0
+    assert [s["name"] for s in metrics["stages"]] == ["finetune", "prune", "post_finetune"]
+    model = load_model(out / "model")
+    assert model.config.is_compact and model.config.demux_blocks == "residual" and model.config.mux_embed_pass
+
+
+def test_a_models_table_is_checked_when_the_spec_loads():
+    from autoprumux.errors import SpecError
+    from autoprumux.spec import spec_from_dict
+
+    with pytest.raises(SpecError, match=r"models.two = 'two' is invalid; expected an integer >= 1"):
+        spec_from_dict({"name": "x", "models": {"two": "tiny"}})
+    with pytest.raises(SpecError, match=r"models = 'tiny' is invalid"):
+        spec_from_dict({"name": "x", "models": "tiny"})

@@ -215,6 +215,17 @@ def test_compacted_model_computes_the_gated_models_logits(mux_width, demultiplex
     assert model.config.compact_heads is None  # the source model is untouched
 
 
+def test_a_muxplm_shaped_model_compacts_to_what_its_gated_form_computes():
+    """MUX-PLM's forward: residual demux blocks, the mixture through the embeddings again, padding attended."""
+    model = make_model(2, demux_blocks="residual", mux_embed_pass=True, mux_mask_padding=False, mux_pooler=False)
+    gates = random_gates(model.config, seed=6, kill_attention=0, kill_ffn=1)
+    with GatedModel(model, gates):
+        reference = model(**inputs(2)).logits
+    compacted = compact_model(model, gates)
+    assert compacted.config.compact_hidden_size < 32 and compacted.config.demux_blocks == "residual"
+    assert torch.allclose(compacted(**inputs(2)).logits, reference, atol=1e-4)
+
+
 def test_compacted_model_saves_and_loads(tmp_path):
     model = make_model(2)
     compacted = compact_model(model, random_gates(model.config, seed=7, kill_ffn=1))

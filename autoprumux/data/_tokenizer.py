@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from autoprumux.data._types import TextSplit
 from autoprumux.errors import ModelError
-from autoprumux.models.presets import resolve_model
+from autoprumux.models.presets import is_muxplm, resolve_model
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4, in this order
 
@@ -65,6 +65,17 @@ def build_tokenizer(model: str, train: TextSplit, *, vocab_size: int | None = No
     deterministic, so the same split gives the same ids.
     """
     source = resolve_model(model)
+    if source.is_pretrained and is_muxplm(source.pretrained):
+        from autoprumux.models.muxplm import muxplm_dir
+
+        folder = muxplm_dir(source.pretrained)  # offline, a hub id says here how to use a local folder
+        try:
+            return AutoTokenizer.from_pretrained(folder)
+        except (OSError, ValueError):
+            raise ModelError(
+                f"MUX-PLM {model!r} has no tokenizer files in {str(folder)!r}; they use bert-base-uncased's: copy its "
+                "vocab.txt and tokenizer_config.json into that folder"
+            ) from None
     if source.is_pretrained:
         try:
             return AutoTokenizer.from_pretrained(source.pretrained)

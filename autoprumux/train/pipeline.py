@@ -150,6 +150,7 @@ def train_configuration(
 
     mux = validate_mux_width(mux, "mux")
     sparsity = validate_sparsity(sparsity, "sparsity")
+    settings = settings.for_mux(mux)  # the backbone of this N ([models]) becomes `model`
     chain = stage_chain(settings, mux, sparsity)
     if teacher_dir is not None:
         _check_teacher(Path(teacher_dir), mux)
@@ -223,6 +224,8 @@ def settings_from_args(args) -> TrainingSettings:
         value = getattr(args, flag, None)
         if value is not None:
             top[field] = value
+    if "model" in top:
+        top["models"] = ()  # --model is the backbone of this run, whatever the spec's [models] say
     data = {}
     if getattr(args, "train_examples", None) is not None:
         data["train_size"] = args.train_examples

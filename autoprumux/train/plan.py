@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoprumux.models.presets import is_muxplm
 from autoprumux.spec import TrainingSettings, settings_to_dict
 
 STAGES = ("pretrain", "warmup", "finetune", "prune", "post_finetune")
@@ -73,14 +74,17 @@ def corpus_identity(training: TrainingSettings) -> dict:
 def stage_chain(training: TrainingSettings, mux: int, sparsity: float) -> tuple[Stage, ...]:
     """The stages that produce the deployed model of (N = mux, s = sparsity), first to last.
 
-    With a pre-training budget, every N starts with multiplexed pre-training, keyed by backbone,
-    N, corpus and its settings only (not the task), so tasks share it. Otherwise N > 1 starts
-    with a token-retrieval warm-up (unless its budget is 0). Every N has a task fine-tune (the
+    The backbone is `training.model_for(mux)`. With a pre-training budget, every N starts with
+    multiplexed pre-training, keyed by backbone, N, corpus and its settings only (not the task),
+    so tasks share it. Otherwise N > 1 starts with a token-retrieval warm-up (unless its budget is
+    0). An N > 1 that starts from a MUX-PLM checkpoint needs neither. Every N has a task fine-tune (the
     s = 0 model, also the pruning teacher); s > 0 adds pruning and a post-pruning fine-tune.
     """
+    training = training.for_mux(mux)
     chain: list[Stage] = []
     parent: str | None = None
-    pretrain = training.pretrain.budget.amount > 0
+    muxplm = mux > 1 and is_muxplm(training.model)  # pre-trained with multiplexing already
+    pretrain = training.pretrain.budget.amount > 0 and not muxplm
     if pretrain:
         payload = {
             "model": training.model,
@@ -105,7 +109,7 @@ def stage_chain(training: TrainingSettings, mux: int, sparsity: float) -> tuple[
         chain.append(Stage(name=name, mux=mux, sparsity=stage_sparsity, key=key, parent=parent))
         parent = key
 
-    if mux > 1 and training.warmup.budget.amount > 0 and not pretrain:
+    if mux > 1 and training.warmup.budget.amount > 0 and not pretrain and not muxplm:
         add("warmup", 0.0, training.warmup)
     add("finetune", 0.0, training.finetune)
     if sparsity > 0:
