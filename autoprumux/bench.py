@@ -108,7 +108,8 @@ def _encoder_length(model: nn.Module, seq_len: int) -> int:
     return seq_len
 
 
-def _random_batch(model: nn.Module, batch_size: int, seq_len: int, device: torch.device, seed: int):
+def random_batch(model: nn.Module, batch_size: int, seq_len: int, device: torch.device, seed: int) -> dict:
+    """The harness's input: `batch_size` sequences of N x `seq_len` random tokens, no padding."""
     generator = torch.Generator().manual_seed(seed)
     vocab = int(model.config.vocab_size)
     shape = (batch_size, _mux_width(model), seq_len)
@@ -171,7 +172,7 @@ def count_flops(model: nn.Module, seq_len: int) -> float:
     model.eval()
     try:
         with torch.inference_mode():
-            model(**_random_batch(model, 1, seq_len, device, seed=0))
+            model(**random_batch(model, 1, seq_len, device, seed=0))
     finally:
         for handle in handles:
             handle.remove()
@@ -261,7 +262,7 @@ def measure_throughput(
     threads = threads or torch.get_num_threads() or os.cpu_count() or 1
     model = cast_model(model.to(device), dtype).eval()
     flops = count_flops(model, seq_len)
-    batch = _random_batch(model, batch_size, seq_len, device, seed)
+    batch = random_batch(model, batch_size, seq_len, device, seed)
     examples = batch_size * _mux_width(model)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -18,12 +18,20 @@ from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 import sys
 import time
 
 import torch
 
-from autoprumux.bench import TORCH_DTYPES, Comparison, compare_throughput, format_comparison, resolve_device
+from autoprumux.bench import (
+    TORCH_DTYPES,
+    Comparison,
+    compare_throughput,
+    format_comparison,
+    random_batch,
+    resolve_device,
+)
 from autoprumux.models import MuxBertConfig, MuxBertForSequenceClassification
 from autoprumux.prune import GateMasks, compact_model, full_prunable_parameter_count, measured_sparsity
 from autoprumux.prune.size import prunable_parameter_count
@@ -44,8 +52,12 @@ SCALES = {
 
 
 def paper_config(scale: str, mux_width: int) -> MuxBertConfig:
-    """The dense model of `scale` at N = `mux_width`, with PruMUX's mux/demux (cls readout, 3 demux layers)."""
-    return MuxBertConfig(**SCALES[scale]["model"], mux_width=mux_width, num_labels=2, readout="cls", demux_layers=3)
+    """The dense model of `scale` at N = `mux_width`, shaped as a converted MUX-PLM is (PruMUX's
+    models): cls readout, 3 residual demux layers, the mixture through the embeddings again, no pooler."""
+    return MuxBertConfig(
+        **SCALES[scale]["model"], mux_width=mux_width, num_labels=2, readout="cls", demux_layers=3,
+        demux_blocks="residual", mux_embed_pass=True, mux_mask_padding=False, mux_pooler=False,
+    )
 
 
 def _keep(scores: torch.Tensor, count: int) -> torch.Tensor:
@@ -114,6 +126,55 @@ def speedup_grid(comparison: Comparison, mux_widths, sparsities) -> str:
     return "\n".join(lines)
 
 
+def time_segments(model, *, batch: int, seq_len: int, device: torch.device, repeats: int = 5) -> list[float]:
+    """Median seconds per batch in: embeddings + multiplexer, the encoder layers, demultiplexer + classifier.
+
+    Forward hooks mark the encoder's first input and last output (synchronised on CUDA), so the
+    three parts add up to one forward pass; `model` is measured in its own dtype, on `device`.
+    """
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    marks: dict[str, float] = {}
+
+    def mark(name):
+        def hook(*_):
+            sync()
+            marks[name] = time.perf_counter()
+        return hook
+
+    layers = model.to(device).eval().bert.encoder.layer
+    handles = [layers[0].register_forward_pre_hook(mark("encoder")), layers[-1].register_forward_hook(mark("head"))]
+    inputs = random_batch(model, batch, seq_len, device, seed=0)
+    parts: list[list[float]] = []
+    try:
+        with torch.inference_mode():
+            for index in range(repeats + 1):
+                sync()
+                start = time.perf_counter()
+                model(**inputs)
+                sync()
+                if index:  # the first pass warms up
+                    parts.append([marks["encoder"] - start, marks["head"] - marks["encoder"],
+                                  time.perf_counter() - marks["head"]])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [statistics.median(p[i] for p in parts) for i in range(3)]
+
+
+def format_segments(models: dict, per_mux: int, settings: dict, device: torch.device) -> str:
+    """Where the time goes, per example, for the grid's corners (models in N-major order, `per_mux` s each)."""
+    names = list(models)
+    corners = dict.fromkeys([names[0], names[per_mux - 1], names[-per_mux], names[-1]])
+    lines = [f"{'per example (us)':<36} {'embed+mux':>10} {'encoder':>10} {'demux+head':>11} {'encoder share':>14}"]
+    for name in corners:
+        model = models[name]
+        seconds = time_segments(model, batch=settings["batch"], seq_len=settings["seq_len"], device=device)
+        examples = settings["batch"] * model.config.mux_width
+        micro = [1e6 * t / examples for t in seconds]
+        lines.append(f"{name:<36} {micro[0]:>10.1f} {micro[1]:>10.1f} {micro[2]:>11.1f} {seconds[1] / sum(seconds):>13.0%}")
+    return "\n".join(lines)
+
+
 def check_precision(scale: str, device: torch.device, dtype: str = "bf16", mux_width: int = 2,
                     sparsity: float = 0.9) -> tuple[bool, str]:
     """Does the compacted (N, s) model in `dtype` give the fp32 logits within that dtype's tolerance?
@@ -155,8 +216,8 @@ def run(args: argparse.Namespace) -> None:
             cast, rounds=settings["rounds"], batch_size=settings["batch"], seq_len=settings["seq_len"],
             warmup=settings["warmup"], repeats=settings["repeats"], device=device, threads=args.threads, dtype=dtype,
         )
-        print(f"\n## {dtype}\n{format_comparison(comparison)}\n\n{speedup_grid(comparison, args.mux, args.sparsity)}",
-              flush=True)
+        print(f"\n## {dtype}\n{format_comparison(comparison)}\n\n{speedup_grid(comparison, args.mux, args.sparsity)}"
+              f"\n\n{format_segments(cast, len(set(args.sparsity)), settings, device)}", flush=True)
         del cast
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
