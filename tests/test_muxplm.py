@@ -25,6 +25,7 @@ def muxplm_state(config: BertConfig, width: int, demux_layers: int, num_labels: 
     """Random tensors under MUX-PLM's names; `demux_module` also under its two sharing parents."""
     torch.manual_seed(1)
     state = {f"bert.{k}": v for k, v in BertModel(config, add_pooling_layer=False).state_dict().items()}
+    state["bert.embeddings.position_ids"] = torch.arange(config.max_position_embeddings)[None]  # older files have it
     d = config.hidden_size
     state["instance_embedding"] = torch.randn(width, d)
     demux = {"demux_instance_embedding": torch.randn(width, d)}
@@ -71,7 +72,7 @@ def reference_logits(folder, input_ids: torch.Tensor) -> torch.Tensor:
     state = torch.load(folder / "pytorch_model.bin", weights_only=True)
     config = BertConfig.from_pretrained(folder)
     bert = BertModel(config, add_pooling_layer=False).eval()
-    bert.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("bert.")})
+    bert.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("bert.") and "position_ids" not in k})
     batch, width, length = input_ids.shape
     with torch.no_grad():
         embedded = bert.embeddings(input_ids=input_ids.reshape(batch * width, length)).view(batch, width, length, -1)

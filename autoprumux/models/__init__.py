@@ -4,6 +4,7 @@
 - `MuxBertForSequenceClassification`: embeddings -> multiplexer -> encoder -> demultiplexer ->
   classifier, N inputs per encoder pass;
 - `build_model` / `load_model`: from a preset or pretrained backbone / from a saved directory;
+- `load_muxplm_model`: a MUX-PLM checkpoint (princeton-nlp's MUX-BERT) converted, with its forward;
 - `build_compact_skeleton`: an untrained model with the per-layer shapes of a pruned config, for
   `prune/compact.py` to copy sliced weights into.
 
@@ -24,6 +25,7 @@ _EXPORTS = {
         "MuxBertForSequenceClassification", "MuxClassifierOutput", "RetrievalHead", "classification_loss",
     ),
     "autoprumux.models.multiplexer": ("Multiplexer", "slot_vectors"),
+    "autoprumux.models.muxplm": ("convert_muxplm_state", "load_muxplm_model"),
     "autoprumux.models.shapes": ("NormOnlyOutput", "SkippedAttention", "check_compact_config"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

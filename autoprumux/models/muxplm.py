@@ -99,7 +99,8 @@ def convert_muxplm_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     """Their tensors under this project's names (what a `MuxBertForSequenceClassification` loads)."""
     layers = demux_layer_count(state)
     out = {k: v for k, v in state.items() if k.startswith(("bert.embeddings.", "bert.encoder.", "bert.pooler."))}
-    out.pop("bert.embeddings.position_ids", None)
+    for buffer in ("position_ids", "token_type_ids"):  # index buffers that older files saved
+        out.pop(f"bert.embeddings.{buffer}", None)
     out["multiplexer.vectors"] = _require(state, "instance_embedding")
     out["demultiplexer.keys"] = _demux_tensor(state, "demux_instance_embedding")
     for part in ("weight", "bias"):
