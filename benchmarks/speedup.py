@@ -6,7 +6,7 @@ N = 1 / s = 0 model, the ideal ratio from analytic FLOPs, and efficiency = measu
 (the MFU-like number: how much of the compute saving turns into speed).
 
     python benchmarks/speedup.py                                  # tiny preset, this CPU
-    python benchmarks/speedup.py --preset bert-base-shape --device cuda --batch 128 --seq-len 128
+    python benchmarks/speedup.py --preset bert-base-shape --device cuda --batch 128 --seq-len 128 --dtype bf16
 
 A pruned shape for target s keeps a fraction of the hidden size and, in every layer, the same
 fraction of heads and FFN dimensions, chosen so that CoFi's sparsity count (autoprumux.prune.size)
@@ -20,7 +20,7 @@ import sys
 
 import torch
 
-from autoprumux.bench import compare_throughput, format_comparison, resolve_device
+from autoprumux.bench import TORCH_DTYPES, compare_throughput, format_comparison, resolve_device
 from autoprumux.models import MuxBertConfig, MuxBertForSequenceClassification
 from autoprumux.models.presets import SCRATCH_PRESETS
 from autoprumux.prune.size import full_prunable_parameter_count, measured_sparsity, prunable_parameter_count
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> str:
               for (n, s), m in ((p, build_random_model(args.preset, *p)) for p in points)}
     comparison = compare_throughput(
         models, rounds=args.rounds, batch_size=args.batch, seq_len=args.seq_len, warmup=args.warmup,
-        repeats=args.repeats, device=resolve_device(args.device), threads=args.threads,
+        repeats=args.repeats, device=resolve_device(args.device), threads=args.threads, dtype=args.dtype,
     )
     return f"# benchmarks/speedup.py: preset {args.preset}\n" + format_comparison(comparison)
 
@@ -87,6 +87,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--dtype", choices=sorted(TORCH_DTYPES), default="fp32")
     print(run(parser.parse_args(argv)))
     return 0
 
