@@ -107,7 +107,10 @@ class DataSettings:
     train_size: int | None = None  # size of generated train split / cap for file tasks
     eval_size: int | None = None  # size of generated validation split / cap
     max_seq_len: int = 48  # tokens per instance (all N instances share one length)
-    trim_padding: bool = True  # evaluation batches cut to their longest real example (speed; not in stage keys)
+    # Accuracy evaluation cuts each batch to its longest real example (as PruMUX does): padding is
+    # masked, so only speed changes and the setting is not part of any stage key. The throughput
+    # harness keeps its fixed [bench] shapes either way.
+    trim_padding: bool = True
     text_column: str | None = None
     text_pair_column: str | None = None
     label_column: str | None = None
