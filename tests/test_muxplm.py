@@ -103,14 +103,16 @@ def test_a_converted_muxplm_computes_their_classification_forward(muxplm_checkpo
     model = load_muxplm_model(str(folder), width, num_labels=3).eval()
     config = model.config
     assert (config.mux_width, config.demux_layers, config.demux_blocks) == (width, DEMUX, "residual")
-    assert config.mux_embed_pass and not config.mux_mask_padding and not config.mux_pooler
+    assert config.mux_embed_pass and not (config.mux_mask_padding or config.mux_token_types or config.mux_pooler)
     state = read_muxplm_state(folder)
     assert torch.equal(model.multiplexer.vectors, state["instance_embedding"])
     assert torch.equal(model.demultiplexer.keys, state["demux_module.demux_instance_embedding"])
     assert model.demultiplexer.first.weight.shape == (D, 2 * D) and len(model.demultiplexer.tail.blocks) == DEMUX - 2
     ids, mask = inputs(width)
+    types = torch.zeros_like(ids)
+    types[..., 5:] = 1  # a pair's second segment, which MUX-PLM embeds as type 0 like the first
     with torch.no_grad():
-        ours = model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).logits
+        ours = model(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
     assert ours.shape == (3, width, 3)
     assert torch.allclose(ours, reference_logits(folder, ids), atol=1e-5)
 

@@ -32,6 +32,8 @@ class MuxBertConfig(BertConfig):
             token-type addition, LayerNorm, dropout) before layer 1, as MUX-PLM / PruMUX do.
         mux_mask_padding: whether an instance's padding is zeroed before mixing and masked out of
             attention; MUX-PLM / PruMUX mix and attend every position (False).
+        mux_token_types: whether instances are embedded with their token type ids at N > 1;
+            MUX-PLM / PruMUX embed every token as type 0 (False).
         mux_norm: root-mean-square of the multiplexer's slot vectors (their L2 norm is
             `mux_norm * sqrt(hidden_size)`), so a multiplexed embedding keeps the scale of a plain one.
         mux_seed: seed of the fixed slot vectors, so the same config always gives the same vectors.
@@ -56,6 +58,7 @@ class MuxBertConfig(BertConfig):
     demux_blocks: str = "plain"
     mux_embed_pass: bool = False
     mux_mask_padding: bool = True
+    mux_token_types: bool = True
     mux_norm: float | int = 1.0
     mux_seed: int = 0
     retrieval_head: bool = False

@@ -183,7 +183,7 @@ class MuxBertForSequenceClassification(BertPreTrainedModel):
         """N > 1: embed each instance, mix, encode once, demultiplex each instance (`config.readout`)."""
         batch, width, length = input_ids.shape
         words = self.bert.embeddings.word_embeddings(input_ids)  # [B, N, T, d_enc]
-        if token_type_ids is None:
+        if token_type_ids is None or not self.config.mux_token_types:
             token_type_ids = torch.zeros_like(input_ids)
         prefix = self.demultiplexer.prefix_embeddings()
         if prefix is not None:  # `index` demux: N index positions in front of every instance

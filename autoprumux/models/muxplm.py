@@ -16,9 +16,9 @@ Their weights, by name (facts from the MUX-PLM / PruMUX modeling code):
 `retrieval_head.demux_module.`.
 
 Their classification forward, which the converted config reproduces (`demux_blocks = residual`,
-`mux_embed_pass`, `mux_mask_padding = False`, no pooler, `cls` readout): each instance embedded
-(word + position + token type 0, LayerNorm, dropout) and multiplied by its slot vector, the mean
-over instances; the mixture through the embedding layer once more; the encoder with no attention
+`mux_embed_pass`, `mux_mask_padding = False`, `mux_token_types = False`, no pooler, `cls`
+readout): each instance embedded (word + position + token type 0, LayerNorm, dropout) and
+multiplied by its slot vector, the mean over instances; the mixture through the embedding layer once more; the encoder with no attention
 mask; at position 0, concat(key_i, h) through dense_1 and GELU, dense_2..dense_{L-1} as residual
 Linear-GELU blocks (their `layer_norm_k` are not applied on this path and dense_L feeds only their
 retrieval head), then pre_decoder as a residual Linear-GELU-LayerNorm block; dropout, classifier.
@@ -126,7 +126,7 @@ def muxplm_config(folder: Path, state: dict, **fields) -> MuxBertConfig:
     mux = dict(
         mux_width=int(vectors.shape[0]), multiplexer="gaussian_hadamard", demultiplexer="index_pos",
         demux_layers=demux_layer_count(state), demux_blocks="residual", mux_embed_pass=True, mux_mask_padding=False,
-        mux_pooler=False, readout="cls",
+        mux_token_types=False, mux_pooler=False, readout="cls",
     )
     return MuxBertConfig.from_bert_config(bert, **{**mux, **fields})
 
