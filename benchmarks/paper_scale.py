@@ -56,7 +56,7 @@ def paper_config(scale: str, mux_width: int) -> MuxBertConfig:
     models): cls readout, 3 residual demux layers, the mixture through the embeddings again, no pooler."""
     return MuxBertConfig(
         **SCALES[scale]["model"], mux_width=mux_width, num_labels=2, readout="cls", demux_layers=3,
-        demux_blocks="residual", mux_embed_pass=True, mux_mask_padding=False, mux_pooler=False,
+        demux_blocks="residual", mux_embed_pass=True, mux_mask_padding=False, mux_token_types=False, mux_pooler=False,
     )
 
 
