@@ -377,8 +377,10 @@ def _float(flag: str, example: str) -> Callable[[str], float]:
 
 def _add_budget_options(p, results_help: str) -> None:
     p.add_argument("--results", help=results_help)
-    p.add_argument("--confidence", type=_float("--confidence", "0.9"), default=0.9,
-                   help="one-sided confidence of the accuracy lower bound, in [0.5, 1) (default 0.9)")
+    from autoprumux.meta.budget import DEFAULT_CONFIDENCE
+
+    p.add_argument("--confidence", type=_float("--confidence", "0.95"), default=DEFAULT_CONFIDENCE,
+                   help=f"one-sided confidence of the accuracy lower bound, in [0.5, 1) (default {DEFAULT_CONFIDENCE})")
     p.add_argument("--relative", action="store_true", help="the budget is a share of the baseline accuracy")
     p.add_argument("--baseline-accuracy", type=_float("--baseline-accuracy", "0.91"),
                    help="baseline (N = 1, s = 0) accuracy as a fraction, overriding or replacing the table's")

@@ -18,10 +18,11 @@ import numpy as np
 
 from autoprumux import __version__
 from autoprumux.meta.results import TARGETS, Results, mux_sparsity_features
+from autoprumux.meta.terms import additive_mean, monotone_trend, trend_variance
 from autoprumux.table import write_atomically
 
 COMPILED_FILENAME = "performance_models.npz"
-_FORMAT = 1
+_FORMAT = 2
 _MATERN = {
     0.5: lambda d: np.exp(-d),
     1.5: lambda d: (1.0 + np.sqrt(3.0) * d) * np.exp(-np.sqrt(3.0) * d),
@@ -33,15 +34,18 @@ _MATERN = {
 class CompiledTarget:
     """One target's chosen model as arrays; `predict(X)` -> (mean, std) like `TargetModel`."""
 
-    def __init__(self, kind: str, arrays: dict[str, np.ndarray], std_source: str, cv_rmse: float):
-        self.kind, self.arrays, self.std_source, self.cv_rmse = kind, arrays, std_source, cv_rmse
+    def __init__(
+        self, kind: str, arrays: dict[str, np.ndarray], std_source: str, cv_rmse: float, std_scale: float = 1.0
+    ):
+        self.kind, self.arrays, self.std_source = kind, arrays, std_source
+        self.cv_rmse, self.std_scale = cv_rmse, std_scale
 
     def predict(self, X) -> tuple[np.ndarray, np.ndarray]:
         F = mux_sparsity_features(np.asarray(X, dtype=float))
         mean, std = getattr(self, f"_predict_{self.kind}")(F)
         if self.std_source == "cv":
             return mean, np.full(len(mean), self.cv_rmse)
-        return mean, np.maximum(std, self.cv_rmse)
+        return mean, std * self.std_scale
 
     def _predict_separable(self, F):
         a = self.arrays
@@ -67,13 +71,34 @@ class CompiledTarget:
         )
         if not a["X_train"].size:
             return trend, np.zeros(len(Z))
-        diff = (Z[:, None, :] - a["X_train"][None, :, :]) / a["length_scale"]
-        k = float(a["constant"]) * _MATERN[float(a["nu"])](np.sqrt((diff**2).sum(axis=2)))
-        mean = k @ a["alpha"]
-        v = np.linalg.solve(a["L"], k.T)  # L is lower triangular
-        var = np.maximum(float(a["constant"]) + float(a["noise"]) - (v**2).sum(axis=0), 0.0)
+        mean, latent = _gp_posterior(a, Z)
+        var = np.maximum(latent + float(a["noise"]), 0.0)
         y_mean, y_std = float(a["y_mean"]), float(a["y_std"])
         return trend + y_mean + y_std * mean, y_std * np.sqrt(var)
+
+    def _predict_monotone_gp(self, F):
+        a = self.arrays
+        p, q = a["trend_powers"]
+        mean = monotone_trend(F, a["trend_coef"], p, q)
+        var = trend_variance(F, a["trend_cov"], p, q)
+        if not a["X_train"].size:
+            return mean, np.sqrt(var)
+        residual, latent = _gp_posterior(a, (F - a["mean"]) / a["scale"])
+        y_scale = float(a["y_scale"])
+        return mean + y_scale * residual, np.sqrt(np.maximum(latent, 0.0) * y_scale**2 + var)
+
+    def _predict_additive(self, F):
+        a = self.arrays
+        mean = additive_mean(F, a["knots"], a["levels"], a["coef"], a["flops"] if a["flops"].size else None)
+        return mean, np.full(len(F), float(a["residual_std"]))
+
+
+def _gp_posterior(a: dict[str, np.ndarray], Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GP mean and latent variance (without the white noise) in the GP's own units."""
+    diff = (Z[:, None, :] - a["X_train"][None, :, :]) / a["length_scale"]
+    k = float(a["constant"]) * _MATERN[float(a["nu"])](np.sqrt((diff**2).sum(axis=2)))
+    v = np.linalg.solve(a["L"], k.T)  # L is lower triangular
+    return k @ a["alpha"], float(a["constant"]) - (v**2).sum(axis=0)
 
 
 class CompiledModels:
@@ -101,8 +126,17 @@ def compile_target(target) -> tuple[str, dict[str, np.ndarray]] | None:
     """The arrays of a fitted `TargetModel`'s estimator, or None for a model this module cannot
     evaluate (then `recommend` falls back to the scikit-learn models)."""
     from autoprumux.meta.models import GaussianProcessModel, PolynomialRidgeModel, SeparableModel
+    from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
 
     est = target.estimator
+    if isinstance(est, MonotoneGPModel):
+        return _compile_monotone_gp(est)
+    if isinstance(est, AdditiveThroughputModel):
+        return "additive", {
+            "knots": est.mux_levels_, "levels": est.level_, "coef": est.coef_,
+            "flops": np.empty(0) if est.flops_ is None else est.flops_,
+            "residual_std": np.float64(est.residual_std_),
+        }  # fmt: skip
     if isinstance(est, SeparableModel):
         return "separable", {
             "coef": est.coef_,
@@ -122,16 +156,22 @@ def compile_target(target) -> tuple[str, dict[str, np.ndarray]] | None:
     return None
 
 
-def _compile_gp(est) -> tuple[str, dict[str, np.ndarray]] | None:
+def _compile_monotone_gp(est) -> tuple[str, dict[str, np.ndarray]] | None:
     arrays = {
-        "mean": est.scaler_.mean_,
-        "scale": est.scaler_.scale_,
-        "trend_coef": np.empty(0) if est.trend_ is None else est.trend_.coef_,
-        "trend_intercept": np.float64(0.0 if est.trend_ is None else est.trend_.intercept_),
-    }
+        "trend_coef": est.trend_coef_, "trend_powers": est.trend_powers_, "trend_cov": est.trend_cov_,
+        "residual_std": np.float64(est.residual_std_), "mean": est.scaler_mean_, "scale": est.scaler_scale_,
+        "y_scale": np.float64(est.y_scale_),
+    }  # fmt: skip
     if est.gp_ is None:
-        return "gp", {**arrays, "X_train": np.empty(0)}
-    gp, kernel = est.gp_, est.gp_.kernel_
+        return "monotone_gp", {**arrays, "X_train": np.empty(0)}
+    gp = _gp_arrays(est.gp_)
+    return None if gp is None else ("monotone_gp", {**arrays, **gp})
+
+
+def _gp_arrays(gp) -> dict[str, np.ndarray] | None:
+    """Training inputs, weights, Cholesky factor and kernel parameters of a fitted
+    Constant * Matern + White GaussianProcessRegressor, or None for another kernel."""
+    kernel = gp.kernel_
     try:
         constant, matern, white = kernel.k1.k1, kernel.k1.k2, kernel.k2
         ok = (
@@ -144,8 +184,7 @@ def _compile_gp(est) -> tuple[str, dict[str, np.ndarray]] | None:
         ok = False
     if not ok:
         return None
-    return "gp", {
-        **arrays,
+    return {
         "X_train": gp.X_train_,
         "alpha": gp.alpha_,
         "L": gp.L_,
@@ -156,6 +195,19 @@ def _compile_gp(est) -> tuple[str, dict[str, np.ndarray]] | None:
         "y_mean": np.float64(np.ravel(gp._y_train_mean)[0]),
         "y_std": np.float64(np.ravel(gp._y_train_std)[0]),
     }
+
+
+def _compile_gp(est) -> tuple[str, dict[str, np.ndarray]] | None:
+    arrays = {
+        "mean": est.scaler_.mean_,
+        "scale": est.scaler_.scale_,
+        "trend_coef": np.empty(0) if est.trend_ is None else est.trend_.coef_,
+        "trend_intercept": np.float64(0.0 if est.trend_ is None else est.trend_.intercept_),
+    }
+    if est.gp_ is None:
+        return "gp", {**arrays, "X_train": np.empty(0)}
+    gp = _gp_arrays(est.gp_)
+    return None if gp is None else ("gp", {**arrays, **gp})
 
 
 def compiled_path(results: Results) -> Path:
@@ -180,7 +232,9 @@ def save_compiled(models, path: str | os.PathLike) -> Path | None:
         if compiled is None:
             return None
         kind, arrays = compiled
-        header[target] = {"kind": kind, "std_source": chosen.std_source, "cv_rmse": chosen.cv_rmse}
+        header[target] = {
+            "kind": kind, "std_source": chosen.std_source, "cv_rmse": chosen.cv_rmse, "std_scale": chosen.std_scale
+        }  # fmt: skip
         payload.update({f"{target}.{name}": np.asarray(value, dtype=float) for name, value in arrays.items()})
     def write(tmp: str) -> None:
         with open(tmp, "wb") as handle:  # a handle, so numpy does not append ".npz" to the name
@@ -211,6 +265,8 @@ def load_compiled(results: Results) -> CompiledModels | None:
         info = header[target]
         prefix = f"{target}."
         own = {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
-        targets[target] = CompiledTarget(info["kind"], own, info["std_source"], float(info["cv_rmse"]))
+        targets[target] = CompiledTarget(
+            info["kind"], own, info["std_source"], float(info["cv_rmse"]), float(info["std_scale"])
+        )
     summary = {**header["summary"], "table": results.source}
     return CompiledModels(targets, summary, results.fingerprint)

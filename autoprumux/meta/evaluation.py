@@ -5,30 +5,38 @@ refitted on the rest, and the optimizer picks among the measured grid, seeing me
 only for the configurations it was not hidden from. The oracle is the fastest configuration whose
 measured accuracy meets the floor. regret = 1 - measured throughput of the pick / the oracle's;
 a violation is a pick whose measured accuracy is under the floor.
+
+Coverage: for every hidden configuration, whether its measured accuracy is at least the one-sided
+lower bound at 90, 80 and 50% (the bound on a new measurement: the model's uncertainty about the
+true accuracy combined with the measurement's own noise, binomial where `eval_examples` is known).
+A calibrated model covers close to those shares. Collapsed configurations are left out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
 from autoprumux.errors import TableError
-from autoprumux.meta.budget import accuracy_floor, parse_budget
+from autoprumux.meta.budget import DEFAULT_CONFIDENCE, accuracy_floor, parse_budget
 from autoprumux.meta.optimizer import MEASURED_COLUMNS, check_confidence, choose, score_candidates
 from autoprumux.meta.results import Results, subset_results
 from autoprumux.meta.selection import fit_performance_models
 
 DEFAULT_BUDGETS = (0.01, 0.02, 0.03, 0.05)
+COVERAGE_LEVELS = (0.9, 0.8, 0.5)
 
 
 @dataclass(frozen=True)
 class Evaluation:
     """`splits`: one row per (split, budget) with the pick, the oracle, `regret` (fraction) and
     `violation`; `summary`: per budget, mean regret, violation rate and how often the pick was
-    the oracle; `regret` and `violation_rate` are the means over everything."""
+    the oracle; `regret` and `violation_rate` are the means over everything; `coverage`: per
+    level (0.9, 0.8, 0.5), the share of hidden configurations at or above their lower bound."""
 
     splits: pd.DataFrame
     summary: pd.DataFrame
@@ -39,6 +47,7 @@ class Evaluation:
     confidence: float
     relative: bool
     source: str
+    coverage: dict
 
     def to_dict(self) -> dict:
         return {
@@ -50,6 +59,7 @@ class Evaluation:
             "regret": self.regret,
             "violation_rate": self.violation_rate,
             "per_budget": self.summary.to_dict(orient="records"),
+            "coverage": {f"{level:.0%}": value for level, value in self.coverage.items()},
         }
 
 
@@ -59,7 +69,7 @@ def evaluate(
     budgets: Sequence[str | float] = DEFAULT_BUDGETS,
     holdout: int | None = None,
     n_splits: int = 10,
-    confidence: float = 0.9,
+    confidence: float = DEFAULT_CONFIDENCE,
     relative: bool = False,
     seed: int = 0,
 ) -> Evaluation:
@@ -80,7 +90,7 @@ def evaluate(
     rng = np.random.default_rng(seed)
     grid = configs.assign(feature_sparsity=configs["feature_sparsity"], measured=True)
     grid = grid.rename(columns=MEASURED_COLUMNS)
-    records = []
+    records, covered = [], []
     for split in range(n_splits):
         hidden = configs.index[rng.choice(eligible, size=holdout, replace=False)]
         keys = set(zip(configs.loc[hidden, "mux"], configs.loc[hidden, "sparsity"], strict=True))
@@ -88,9 +98,10 @@ def evaluate(
         train = subset_results(results, [k not in keys for k in row_keys])
         models = fit_performance_models(train)
         visible = grid.assign(measured=~grid.index.isin(hidden))
+        covered.append(_covered(models, configs.loc[hidden]))
         for budget in budgets:
             floor = accuracy_floor(results.baseline_accuracy, budget, relative)
-            scored = score_candidates(models, visible, floor, confidence)
+            scored = score_candidates(models, visible, floor, confidence, train)
             records.append(_replay_record(split, budget, floor, scored, configs, hidden))
     frame = pd.DataFrame(records)
     summary = (
@@ -112,8 +123,25 @@ def evaluate(
         confidence=confidence,
         relative=relative,
         source=results.source,
+        coverage=dict(zip(COVERAGE_LEVELS, np.vstack(covered).mean(axis=0).tolist(), strict=True)),
     )
 
+
+def _covered(models, hidden: pd.DataFrame) -> np.ndarray:
+    """Per hidden (not collapsed) configuration and level in COVERAGE_LEVELS, whether its measured
+    accuracy is at least the lower bound on a new measurement; shape (configurations, levels)."""
+    hidden = hidden[~hidden["collapsed"]]
+    if hidden.empty:
+        return np.empty((0, len(COVERAGE_LEVELS)))
+    pred = models.predict(hidden[["mux", "feature_sparsity"]].to_numpy(float))
+    noise = np.zeros(len(hidden))
+    if models.accuracy.std_source == "native":
+        fitted_noise = getattr(models.accuracy.estimator, "noise_", 0.0)
+        noise = np.where(np.isfinite(hidden["accuracy_se"]), hidden["accuracy_se"] ** 2, fitted_noise)
+    spread = np.sqrt(pred["accuracy_std"] ** 2 + noise)
+    z = np.array([NormalDist().inv_cdf(level) for level in COVERAGE_LEVELS])
+    low = pred["accuracy"][:, None] - z[None, :] * spread[:, None]
+    return hidden["accuracy"].to_numpy(float)[:, None] >= low
 
 def _replay_record(split, budget, floor, scored, configs, hidden) -> dict:
     within = configs[configs["accuracy"] >= floor - 1e-12]

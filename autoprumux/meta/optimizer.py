@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from autoprumux.errors import BudgetError, SpecError
-from autoprumux.meta.budget import accuracy_floor, parse_budget
+from autoprumux.meta.budget import DEFAULT_CONFIDENCE, accuracy_floor, parse_budget
 from autoprumux.meta.results import Results
 
 if TYPE_CHECKING:  # scikit-learn loads only when models must be fitted
@@ -194,35 +194,83 @@ def _check_sparsity(values: Sequence[float]) -> list[float]:
 
 
 def score_candidates(
-    models: FittedModels, candidates: pd.DataFrame, floor: float, confidence: float
+    models: FittedModels, candidates: pd.DataFrame, floor: float, confidence: float, results: Results | None = None
 ) -> pd.DataFrame:
-    """`candidates` with predicted accuracy/throughput, their bounds, speedup and `feasible`."""
+    """`candidates` with predicted accuracy/throughput, their bounds, speedup, `p_feasible`
+    (P(true accuracy >= floor)) and `feasible` (p_feasible >= confidence, not collapsed, and a
+    measured candidate measured at the floor or above). With `results`, candidates that a
+    collapsed configuration rules out (`collapsed_candidates`) are infeasible."""
     z = NormalDist().inv_cdf(confidence)
     X = candidates[["mux", "feature_sparsity"]].to_numpy(dtype=float)
     pred = models.predict(np.vstack([X, [[1.0, 0.0]]]))
-    acc, acc_std = accuracy_estimates(pred["accuracy"][:-1], pred["accuracy_std"][:-1], candidates)
+    acc, acc_std = pred["accuracy"][:-1], pred["accuracy_std"][:-1]
+    if models.accuracy.std_source != "native":
+        acc, acc_std = accuracy_estimates(acc, acc_std, candidates)
     log_thr, log_thr_std = pred["log_throughput"][:-1], pred["log_throughput_std"][:-1]
     scored = candidates.copy()
     scored["accuracy"] = acc
     scored["accuracy_std"] = acc_std
     scored["accuracy_low"] = acc - z * acc_std
     scored["accuracy_high"] = acc + z * acc_std
+    scored["p_feasible"] = _normal_cdf((acc - floor) / np.maximum(acc_std, 1e-12))
     scored["throughput"] = np.exp(log_thr)
     scored["throughput_low"] = np.exp(log_thr - z * log_thr_std)
     scored["throughput_high"] = np.exp(log_thr + z * log_thr_std)
     scored["log_throughput_std"] = log_thr_std
     scored["speedup"] = np.exp(log_thr - pred["log_throughput"][-1])
     measured_ok = ~scored["measured"] | (scored["measured_accuracy"] >= floor - 1e-12)
-    scored["feasible"] = (scored["accuracy_low"] >= floor - 1e-12) & measured_ok
+    scored["collapsed"] = False if results is None else collapsed_candidates(results, scored, models)
+    scored["p_feasible"] = np.where(scored["collapsed"], 0.0, scored["p_feasible"])
+    scored["feasible"] = (scored["accuracy_low"] >= floor - 1e-12) & measured_ok & ~scored["collapsed"]
     return scored
+
+
+def _normal_cdf(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.vectorize(math.erf)(np.asarray(x, float) / math.sqrt(2.0)))
+
+
+def collapsed_configurations(results: Results, models) -> pd.DataFrame:
+    """The collapsed (chance-level) configurations, with `never_trained`: the smooth accuracy
+    model puts them well above chance, so the width itself failed rather than the pruning."""
+    bad = results.configurations[results.configurations["collapsed"]]
+    expected = models.predict(bad[["mux", "feature_sparsity"]].to_numpy(float))["accuracy"] if len(bad) else []
+    gap = results.baseline_accuracy - results.chance
+    return bad.assign(never_trained=np.asarray(expected, float) - results.chance > 0.5 * gap)
+
+
+def collapsed_candidates(results: Results, candidates: pd.DataFrame, models) -> np.ndarray:
+    """Candidates ruled out by a collapsed measurement at (N, s_c): those of that N with s >= s_c
+    (accuracy does not recover with more pruning), and every s of a width that never trained."""
+    out = np.zeros(len(candidates), dtype=bool)
+    mux, s = candidates["mux"].to_numpy(), candidates["sparsity"].to_numpy(float)
+    for row in collapsed_configurations(results, models).itertuples():
+        out |= (mux == row.mux) & ((s >= row.sparsity - 1e-9) | row.never_trained)
+    return out
+
+
+def collapse_warnings(results: Results, models) -> list[str]:
+    """One warning per collapsed configuration, saying what it rules out."""
+    out = []
+    for row in collapsed_configurations(results, models).itertuples():
+        scope = (
+            f"every N={row.mux} configuration (the width never trained)"
+            if row.never_trained
+            else f"N={row.mux} at s >= {row.sparsity:.2f}"
+        )
+        out.append(
+            f"N={row.mux}, s={row.sparsity:.2f} collapsed: accuracy {row.accuracy:.4f} is at chance "
+            f"({results.chance:.3f}); left out of the accuracy model, and {scope} is treated as infeasible"
+        )
+    return out
 
 
 def accuracy_estimates(
     predicted: np.ndarray, predicted_std: np.ndarray, candidates: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy mean and std of each candidate: the model's prediction, or for a measured
-    candidate whose standard error is known, the measurement itself (the model was fitted on that
-    very measurement, so combining the two would count it twice)."""
+    """Accuracy mean and std of each candidate for a model without its own std: the model's
+    prediction, or for a measured candidate whose standard error is known, the measurement itself
+    (a model with its own std, fitted with each row's measurement variance, already combines the
+    measurement with its neighbours in its posterior)."""
     if "measured_accuracy_se" not in candidates.columns:
         return predicted, predicted_std
     se = candidates["measured_accuracy_se"].to_numpy(dtype=float)
@@ -280,7 +328,7 @@ def recommend(
     budget: str | float,
     *,
     models: FittedModels | None = None,
-    confidence: float = 0.9,
+    confidence: float = DEFAULT_CONFIDENCE,
     relative: bool = False,
     mux_choices: Sequence[int] | None = None,
     sparsity_choices: Sequence[float] | None = None,
@@ -304,7 +352,7 @@ def recommend(
     candidates = candidate_configurations(results, mux_choices, sparsity_choices)
     baseline_row = candidate_configurations(results, [1], [0.0])
     scored = score_candidates(
-        models, pd.concat([candidates, baseline_row], ignore_index=True), floor, confidence
+        models, pd.concat([candidates, baseline_row], ignore_index=True), floor, confidence, results
     )
     baseline = _estimate(scored.iloc[-1])
     scored = scored.iloc[:-1]
@@ -372,7 +420,7 @@ def _pick_warnings(results: Results, pick) -> list[str]:
 
 
 def _table_warnings(results: Results, models: FittedModels, budget: float) -> list[str]:
-    out = []
+    out = collapse_warnings(results, models)
     if len(results.configurations) < 6:
         out.append(f"only {len(results.configurations)} configurations were measured: predictions are rough")
     acc_error = models.summary()["accuracy"]["cv_error"]

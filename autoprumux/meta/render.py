@@ -134,5 +134,7 @@ def format_evaluation(ev: Evaluation) -> str:
             _table(["budget", "mean regret", "violations", "pick = oracle"], rows),
             "",
             f"mean regret {ev.regret:.3f} (1 - pick's throughput / oracle's); violation rate {ev.violation_rate:.1%}",
+            "coverage of the one-sided accuracy bound on hidden configurations: "
+            + ", ".join(f"{value:.0%} at {level:.0%}" for level, value in ev.coverage.items()),
         ]
     )

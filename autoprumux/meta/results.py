@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from autoprumux.errors import TableError
+from autoprumux.meta.collapse import chance_accuracy, collapsed
 from autoprumux.table import MINIMAL_COLUMNS, finished_rows, read_table, validate_table
 
 DEFAULT_PATTERN = "results/*/trials.csv"
@@ -41,7 +42,8 @@ class Results:
     `rows` keeps the table's columns and adds `config_sparsity` (the grid identity of each row).
     `configurations` has one row per grid point: mux, sparsity (identity), feature_sparsity (mean
     measured sparsity), accuracy (fraction), accuracy_se (standard error of that measurement,
-    NaN when the table has no `eval_examples`), throughput (examples/s) and repeats.
+    NaN when the table has no `eval_examples`), throughput (examples/s), repeats and collapsed
+    (accuracy at chance, see `collapse.py`; `chance` is that level).
     """
 
     rows: pd.DataFrame
@@ -50,6 +52,29 @@ class Results:
     baseline_throughput: float | None
     source: str
     baseline_from: str  # "table" or "override"
+    chance: float = 0.5
+
+    @property
+    def collapsed_rows(self) -> np.ndarray:
+        """Which rows belong to a collapsed configuration."""
+        bad = self.configurations[self.configurations["collapsed"]]
+        keys = set(zip(bad["mux"].astype(float), bad["sparsity"], strict=True))
+        pairs = zip(self.rows["mux"], self.rows["config_sparsity"], strict=True)
+        return np.array([k in keys for k in pairs], dtype=bool)
+
+    @property
+    def accuracy_variance(self) -> np.ndarray:
+        """Each row's binomial measurement variance (NaN without `eval_examples`)."""
+        examples = self.rows["eval_examples"] if "eval_examples" in self.rows.columns else np.nan
+        return measurement_variance(self.rows["accuracy"], pd.Series(examples, self.rows.index)).to_numpy(float)
+
+    @property
+    def flops(self) -> np.ndarray | None:
+        """Each row's FLOPs per example, or None unless every row records a positive one."""
+        if "flops_per_example" not in self.rows.columns:
+            return None
+        flops = pd.to_numeric(self.rows["flops_per_example"], errors="coerce").to_numpy(float)
+        return flops if np.all(np.isfinite(flops) & (flops > 0)) else None
 
     @property
     def features(self) -> np.ndarray:
@@ -127,7 +152,16 @@ def results_from_frame(
     else:
         accuracy, baseline_from = float(base["accuracy"].iloc[0]), "table"
     throughput = None if base.empty else float(base["throughput"].iloc[0])
-    return Results(rows, configurations, accuracy, throughput, source, baseline_from)
+    labels = pd.to_numeric(rows["num_labels"], errors="coerce").median() if "num_labels" in rows.columns else None
+    chance = chance_accuracy(labels, configurations["accuracy"])
+    configurations = mark_collapsed(configurations, chance, accuracy)
+    return Results(rows, configurations, accuracy, throughput, source, baseline_from, chance)
+
+
+def mark_collapsed(configurations: pd.DataFrame, chance: float, baseline: float) -> pd.DataFrame:
+    """`configurations` with the boolean column `collapsed` (accuracy at chance)."""
+    flags = collapsed(configurations["accuracy"], configurations["accuracy_se"], chance, baseline)
+    return configurations.assign(collapsed=flags)
 
 
 def measurement_variance(accuracy: pd.Series, eval_examples: pd.Series) -> pd.Series:
@@ -164,9 +198,10 @@ def subset_results(results: Results, keep: pd.Series | np.ndarray) -> Results:
     rows = results.rows[np.asarray(keep, dtype=bool)].reset_index(drop=True)
     return Results(
         rows,
-        _group_configurations(rows),
+        mark_collapsed(_group_configurations(rows), results.chance, results.baseline_accuracy),
         results.baseline_accuracy,
         results.baseline_throughput,
         results.source,
         results.baseline_from,
+        results.chance,
     )

@@ -1,14 +1,17 @@
 """Fit the performance models of a results table and pick one per target by cross-validation.
 
-Each target (accuracy, and throughput on a log scale) gets every candidate model; the one with
-the lowest leave-one-configuration-out error wins (accuracy: mean absolute error in points;
-throughput: mean absolute percentage error). Models without a native uncertainty use the RMSE of
-their out-of-fold residuals as their predictive standard deviation; a native one (the GP's) is
-floored at that RMSE.
+Every candidate model of a target is scored by leave-one-configuration-out cross-validation.
+Throughput (on a log scale) goes to the lowest mean absolute percentage error. Accuracy goes to
+the lowest *decision regret* (`calibration.decision_regret`: what picking by the held-out lower
+bounds would have lost at budgets of 1-5%), ties to the lower RMSE. Collapsed configurations
+(accuracy at chance) are left out of the accuracy fit. Each chosen model's std is rescaled by
+the factor that makes its held-out standardised residuals unit-variance (`calibration.std_scale`);
+a model without its own std uses the RMSE of its held-out residuals.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from dataclasses import dataclass, field, replace
@@ -18,22 +21,35 @@ import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.exceptions import InconsistentVersionWarning, NotFittedError
-from sklearn.utils.validation import check_is_fitted
+from sklearn.exceptions import InconsistentVersionWarning
 
 from autoprumux import __version__
+from autoprumux.meta.calibration import by_configuration, decision_regret, out_of_fold, std_scale
 from autoprumux.meta.compiled import COMPILED_FILENAME, save_compiled
-from autoprumux.meta.models import GaussianProcessModel, PolynomialRidgeModel, SeparableModel
+from autoprumux.meta.models import GaussianProcessModel, SeparableModel
 from autoprumux.meta.results import TARGETS, Results
+from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
 from autoprumux.table import write_atomically
 
 MODELS_FILENAME = "performance_models.joblib"
-_FORMAT = 1
+_FORMAT = 2
+REGRET_TIE = 0.005
 
 
-def default_candidates() -> dict[str, object]:
+def default_candidates() -> dict[str, dict[str, object]]:
     """The candidate models tried for each target, by name."""
-    return {"separable": SeparableModel(), "ridge": PolynomialRidgeModel(), "gp": GaussianProcessModel()}
+    return {
+        "accuracy": {
+            "monotone-gp": MonotoneGPModel(),
+            "monotone": MonotoneGPModel(residual_gp=False),
+            "free-gp": MonotoneGPModel(monotone=False),
+        },
+        "throughput": {
+            "additive": AdditiveThroughputModel(),
+            "separable": SeparableModel(),
+            "gp": GaussianProcessModel(),
+        },
+    }
 
 
 @dataclass
@@ -43,25 +59,22 @@ class TargetModel:
     target: str
     name: str
     estimator: object
-    std_source: str  # "native" (the model's own, floored at cv_rmse) or "cv" (cv_rmse)
+    std_source: str  # "native" (the model's own std x std_scale) or "cv" (cv_rmse)
     cv_rmse: float  # on the modelled scale: accuracy fraction, or log throughput
+    std_scale: float = 1.0
 
     def predict(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation on the modelled scale at `X` = [[mux, sparsity], ...].
-
-        The std is the out-of-fold RMSE for models without their own; a model's own std is
-        floored at it, because a GP that interpolates noisy points claims no uncertainty there.
-        """
+        """Mean and standard deviation on the modelled scale at `X` = [[mux, sparsity], ...]:
+        the model's own std times the calibration factor, or the held-out RMSE."""
         mean, std = self.estimator.predict(np.asarray(X, dtype=float), return_std=True)
         if self.std_source == "cv":
             return mean, np.full(len(mean), self.cv_rmse)
-        return mean, np.maximum(std, self.cv_rmse)
+        return mean, std * self.std_scale
 
-    def refit(self, X, y) -> TargetModel:
-        """The same model type fitted on other data (keeps the CV-based spread)."""
-        return TargetModel(
-            self.target, self.name, clone(self.estimator).fit(X, y), self.std_source, self.cv_rmse
-        )
+    def refit(self, X, y, **fit_params) -> TargetModel:
+        """The same model type fitted on other data (keeps the calibration)."""
+        estimator = clone(self.estimator).fit(X, y, **accepted(self.estimator, fit_params))
+        return replace(self, estimator=estimator)
 
 
 @dataclass
@@ -69,7 +82,9 @@ class FittedModels:
     """Accuracy and throughput models of one table, with the cross-validation table behind them.
 
     `cv` has one row per (target, model): `error` (accuracy: MAE in points; throughput: MAPE in
-    percent), `rmse` (on the modelled scale) and `chosen`.
+    percent), `rmse` (on the modelled scale), `regret` (accuracy: decision regret), `std_scale`
+    and `chosen`. `X` and `y` hold every row; the accuracy model saw the rows in `accuracy_rows`
+    (collapsed ones left out); `fit_params` are each target's extra fit arrays (all rows).
     """
 
     accuracy: TargetModel
@@ -82,12 +97,15 @@ class FittedModels:
     X: np.ndarray = field(repr=False)
     y: dict[str, np.ndarray] = field(repr=False)
     folds: int = 0  # cross-validation folds (= n_configurations: leave-one-configuration-out)
+    fit_params: dict = field(default_factory=dict, repr=False)
+    accuracy_rows: np.ndarray | None = field(default=None, repr=False)
+    collapsed: list = field(default_factory=list)  # (mux, sparsity) of collapsed configurations
     format: int = _FORMAT
     version: str = __version__
 
     def predict(self, X) -> dict[str, np.ndarray]:
-        """Predictions at `X` = [[mux, sparsity], ...]: accuracy mean/std (fraction) and
-        log-throughput mean/std (log examples/s)."""
+        """Predictions at `X` = [[mux, sparsity], ...]: accuracy mean/std (fraction, the std of
+        the true accuracy) and log-throughput mean/std (log examples/s)."""
         acc, acc_std = self.accuracy.predict(X)
         log_thr, log_thr_std = self.throughput.predict(X)
         return {
@@ -108,7 +126,9 @@ class FittedModels:
                 "cv_error": float(row["error"]),
                 "cv_error_unit": str(row["unit"]),
                 "std_source": chosen.std_source,
+                "std_scale": float(chosen.std_scale),
             }
+        out["collapsed"] = [list(c) for c in self.collapsed]
         return out
 
 
@@ -116,8 +136,7 @@ def configuration_folds(results: Results, max_folds: int = 30) -> np.ndarray:
     """One fold number per row: its grid point's index (leave-one-configuration-out), or, for
     tables with more than `max_folds` configurations, that index dealt into `max_folds` folds
     (grouped K-fold, deterministic), which keeps fitting time bounded on dense grids."""
-    keys = results.rows[["mux", "config_sparsity"]].astype(float)
-    groups = keys.groupby(["mux", "config_sparsity"], sort=True).ngroup().to_numpy()
+    groups = configuration_groups(results)
     n_groups = int(groups.max()) + 1
     if n_groups <= max_folds:
         return groups
@@ -125,28 +144,16 @@ def configuration_folds(results: Results, max_folds: int = 30) -> np.ndarray:
     return order[groups] % max_folds
 
 
-def out_of_fold_predictions(estimator, X, y, groups) -> np.ndarray:
-    """Leave-one-group-out predictions of clones of `estimator` for every row. A fitted
-    `estimator` seeds each clone with its `warm_start_params()` (same model, faster search)."""
-    warm = (
-        estimator.warm_start_params()
-        if hasattr(estimator, "warm_start_params") and _is_fitted(estimator)
-        else {}
-    )
-    predictions = np.empty(len(y))
-    for group in np.unique(groups):
-        held = groups == group
-        model = clone(estimator).set_params(**warm)
-        predictions[held] = model.fit(X[~held], y[~held]).predict(X[held])
-    return predictions
+def configuration_groups(results: Results) -> np.ndarray:
+    """Each row's configuration index, in the order of `results.configurations`."""
+    keys = results.rows[["mux", "config_sparsity"]].astype(float)
+    return keys.groupby(["mux", "config_sparsity"], sort=True).ngroup().to_numpy()
 
 
-def _is_fitted(estimator) -> bool:
-    try:
-        check_is_fitted(estimator)
-    except NotFittedError:
-        return False
-    return True
+def accepted(estimator, fit_params: dict) -> dict:
+    """The `fit_params` that `estimator.fit` takes (and that are not None)."""
+    names = inspect.signature(estimator.fit).parameters
+    return {k: v for k, v in fit_params.items() if k in names and v is not None}
 
 
 def _cv_row(target, name, y, oof):
@@ -159,32 +166,83 @@ def _cv_row(target, name, y, oof):
     return {"target": target, "model": name, "error": float(error), "unit": unit, "rmse": rmse}
 
 
-def fit_performance_models(
-    results: Results, candidates: dict[str, object] | None = None, max_folds: int = 30
-) -> FittedModels:
-    """Fit every candidate model (default: `default_candidates()`) to accuracy and log
-    throughput, and choose one per target by leave-one-configuration-out CV (grouped
-    `max_folds`-fold CV on larger tables, see `configuration_folds`)."""
-    candidates = candidates or default_candidates()
-    X = results.features
-    y = {
-        "accuracy": results.rows["accuracy"].to_numpy(dtype=float),
-        "throughput": np.log(results.rows["throughput"].to_numpy(dtype=float)),
+def cross_validated(models: FittedModels, results: Results, target: str) -> tuple[np.ndarray, ...]:
+    """(mux, measured, held-out prediction) of each row the chosen `target` model was fitted on,
+    with the folds `fit_performance_models` scored it on (targets on their modelled scale)."""
+    rows = models.accuracy_rows if target == "accuracy" else np.ones(len(models.X), dtype=bool)
+    X, y = models.X[rows], models.y[target][rows]
+    params = {k: None if v is None else v[rows] for k, v in models.fit_params[target].items()}
+    estimator = getattr(models, target).estimator
+    groups = configuration_folds(results)[rows]
+    oof, _ = out_of_fold(estimator, X, y, groups, accepted(estimator, params))
+    return X[:, 0].astype(int), y, oof
+
+
+def _score_candidate(target, name, estimator, data, results):
+    X, y, params, folds, groups, configs = data
+    fitted = clone(estimator).fit(X, y, **accepted(estimator, params))
+    mean, std = out_of_fold(estimator, X, y, folds, accepted(estimator, params))
+    row = _cv_row(target, name, y, mean)
+    native = getattr(estimator, "has_native_std", False)
+    noise = np.nan_to_num(params.get("noise_variance", np.zeros(len(y)))) + getattr(fitted, "noise_", 0.0)
+    scale = std_scale(y - mean, std, noise) if native else 1.0
+    calibrated = std * scale if native else np.full(len(y), row["rmse"])
+    row["std_scale"] = scale
+    if target == "accuracy":
+        at = by_configuration(mean, groups), by_configuration(calibrated, groups)
+        row["regret"] = decision_regret(configs, *at, results.baseline_accuracy)
+    model = TargetModel(target, name, fitted, "native" if native else "cv", row["rmse"], scale)
+    return row, model
+
+
+def _target_data(results: Results, max_folds: int) -> dict:
+    """Per target: X, y, fit arrays, CV fold of each row, configuration index of each row (0..G-1
+    over the configurations used) and those configurations."""
+    groups, folds = configuration_groups(results), configuration_folds(results, max_folds)
+    keep = ~results.collapsed_rows
+    configs = results.configurations
+    return {
+        "accuracy": (
+            results.features[keep],
+            results.rows["accuracy"].to_numpy(float)[keep],
+            {"noise_variance": results.accuracy_variance[keep]},
+            folds[keep],
+            np.unique(groups[keep], return_inverse=True)[1],
+            configs[~configs["collapsed"]].reset_index(drop=True),
+        ),
+        "throughput": (
+            results.features,
+            np.log(results.rows["throughput"].to_numpy(float)),
+            {"flops": results.flops},
+            folds,
+            groups,
+            configs,
+        ),
     }
-    groups = configuration_folds(results, max_folds)
+
+
+def _best(target, rows):
+    if target == "throughput":
+        return min(rows, key=lambda r: r["error"])
+    lowest = min(r["regret"] for r in rows)
+    return min((r for r in rows if r["regret"] <= lowest + REGRET_TIE), key=lambda r: r["rmse"])
+
+
+def fit_performance_models(
+    results: Results, candidates: dict[str, dict[str, object]] | None = None, max_folds: int = 30
+) -> FittedModels:
+    """Fit every candidate model (default: `default_candidates()`, per target) and choose one per
+    target by leave-one-configuration-out CV (see the module docstring). Tables with more than
+    `max_folds` configurations use grouped `max_folds`-fold CV instead."""
+    candidates = candidates or default_candidates()
+    data = _target_data(results, max_folds)
     rows, chosen = [], {}
     for target in TARGETS:
-        fitted = {name: clone(est).fit(X, y[target]) for name, est in candidates.items()}
-        scores = [
-            _cv_row(target, name, y[target], out_of_fold_predictions(est, X, y[target], groups))
-            for name, est in fitted.items()
-        ]
-        best = min(scores, key=lambda row: row["error"])
-        for row in scores:
-            rows.append({**row, "chosen": row is best})
-        estimator = fitted[best["model"]]
-        std_source = "native" if getattr(estimator, "has_native_std", False) else "cv"
-        chosen[target] = TargetModel(target, best["model"], estimator, std_source, best["rmse"])
+        scored = [_score_candidate(target, n, e, data[target], results) for n, e in candidates[target].items()]
+        best = _best(target, [r for r, _ in scored])
+        rows += [{**r, "chosen": r is best} for r, _ in scored]
+        chosen[target] = next(m for r, m in scored if r is best)
+    collapsed = results.configurations[results.configurations["collapsed"]]
     return FittedModels(
         accuracy=chosen["accuracy"],
         throughput=chosen["throughput"],
@@ -193,9 +251,12 @@ def fit_performance_models(
         source=results.source,
         n_rows=len(results.rows),
         n_configurations=len(results.configurations),
-        X=X,
-        y=y,
-        folds=int(groups.max()) + 1,
+        X=results.features,
+        y={"accuracy": results.rows["accuracy"].to_numpy(float), "throughput": data["throughput"][1]},
+        folds=int(data["throughput"][3].max()) + 1,
+        fit_params={"accuracy": {"noise_variance": results.accuracy_variance}, "throughput": {"flops": results.flops}},
+        accuracy_rows=~results.collapsed_rows,
+        collapsed=[(int(m), float(s)) for m, s in zip(collapsed["mux"], collapsed["sparsity"], strict=True)],
     )
 
 

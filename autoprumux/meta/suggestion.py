@@ -17,7 +17,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from autoprumux.meta.budget import accuracy_floor, parse_budget
+from autoprumux.meta.budget import DEFAULT_CONFIDENCE, accuracy_floor, parse_budget
 from autoprumux.meta.optimizer import candidate_configurations, check_confidence, score_candidates
 from autoprumux.meta.results import Results
 from autoprumux.meta.selection import FittedModels, fit_performance_models
@@ -84,7 +84,7 @@ def suggest(
     *,
     n: int = 3,
     models: FittedModels | None = None,
-    confidence: float = 0.9,
+    confidence: float = DEFAULT_CONFIDENCE,
     relative: bool = False,
     mux_choices: Sequence[int] | None = None,
     sparsity_choices: Sequence[float] | None = None,
@@ -104,7 +104,7 @@ def suggest(
         sparsity_choices = list(np.round(np.arange(0.0, top + 1e-9, sparsity_step), 6))
     candidates = candidate_configurations(results, mux_choices, sparsity_choices)
     candidates = candidates[~candidates["measured"]].reset_index(drop=True)
-    good = configs[configs["accuracy"] >= floor]
+    good = configs[(configs["accuracy"] >= floor) & ~configs["collapsed"]]
     if good.empty:
         incumbent = {"mux": 1, "sparsity": 0.0, "throughput": float(results.baseline_throughput or 1e-9)}
     else:
@@ -131,21 +131,23 @@ def _greedy_picks(
     models: FittedModels, candidates, floor, confidence, incumbent, n, results
 ) -> list[Suggestion]:
     picks: list[Suggestion] = []
-    X, y_acc, y_thr = models.X, models.y["accuracy"], models.y["throughput"]
+    rows = models.accuracy_rows
+    X, y_acc = models.X[rows], models.y["accuracy"][rows]
+    noise = models.fit_params["accuracy"]["noise_variance"][rows]
     remaining = candidates
     while len(picks) < n and not remaining.empty:
-        scored = score_candidates(models, remaining, floor, confidence)
+        scored = score_candidates(models, remaining, floor, confidence, results)
         score, p_feasible = constrained_expected_improvement(scored, floor, incumbent)
         i = int(np.argmax(score))
         row = scored.iloc[i]
         picks.append(_suggestion(row, score[i], p_feasible[i], incumbent, results))
-        # pretend it was measured at its prediction, refit, and keep later picks apart from it
+        if len(picks) == n:
+            break
+        # pretend its accuracy was measured at the prediction (the throughput model has no
+        # uncertainty that one more point near it would shrink), refit, keep later picks apart
         X = np.vstack([X, [[row["mux"], row["feature_sparsity"]]]])
-        y_acc = np.append(y_acc, row["accuracy"])
-        y_thr = np.append(y_thr, math.log(row["throughput"]))
-        models = replace(
-            models, accuracy=models.accuracy.refit(X, y_acc), throughput=models.throughput.refit(X, y_thr)
-        )
+        y_acc, noise = np.append(y_acc, row["accuracy"]), np.append(noise, np.nan)
+        models = replace(models, accuracy=models.accuracy.refit(X, y_acc, noise_variance=noise))
         near = (remaining["mux"] == row["mux"]) & (
             (remaining["sparsity"] - row["sparsity"]).abs() < MIN_SPACING - 1e-9
         )

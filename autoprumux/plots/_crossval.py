@@ -40,15 +40,12 @@ def cross_validation_info(models, results) -> CrossValidationInfo:
     """Out-of-fold predictions of the chosen model of each target of `models` (`autoprumux.meta`
     FittedModels), each configuration of `results` predicted by a model fitted without it (the
     same folds `autoprumux fit` scores the models on)."""
-    from autoprumux.meta.selection import configuration_folds, out_of_fold_predictions
+    from autoprumux.meta.selection import cross_validated
 
-    groups = configuration_folds(results)
-    mux = results.rows["mux"].to_numpy(dtype=int)
     panels = []
     for target in ("accuracy", "throughput"):
         chosen = getattr(models, target)
-        y = models.y[target]
-        oof = out_of_fold_predictions(chosen.estimator, models.X, y, groups)
+        mux, y, oof = cross_validated(models, results, target)
         if target == "throughput":  # modelled as log(examples/s)
             y, oof = np.exp(y), np.exp(oof)
         row = models.cv[(models.cv["target"] == target) & (models.cv["model"] == chosen.name)].iloc[0]

@@ -1,0 +1,86 @@
+"""Score recommenders against generated ground truth (`surfaces.Case`): regret, violations, coverage.
+
+A method maps (results, candidate grid, floor, confidence) to the index of its pick in the grid.
+regret = 1 - true throughput of the pick / best true throughput whose true accuracy meets the
+floor; a pick under the floor is a violation and counts as regret 1. The floor is the table's
+baseline accuracy minus the budget, as `recommend` computes it. Coverage is the share of the
+grid's unmeasured configurations whose true accuracy is at least the one-sided lower bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+from autoprumux.meta.budget import DEFAULT_CONFIDENCE, accuracy_floor
+from autoprumux.meta.results import Results, results_from_frame
+from autoprumux.meta.surfaces import Case
+
+BUDGETS = (0.01, 0.02, 0.03, 0.05)
+COVERAGE_LEVELS = (0.9, 0.8, 0.5)
+
+#: (results, grid, floor, confidence) -> row index of the pick in `grid`
+Method = Callable[[Results, pd.DataFrame, float, float], int]
+
+
+def regret_of(case: Case, floor: float, pick: int) -> tuple[float, bool]:
+    """(regret, violation) of picking grid row `pick` under `floor`."""
+    grid = case.grid
+    within = grid["accuracy"] >= floor - 1e-12
+    if not within.any():
+        return 0.0, False
+    best = grid.loc[within, "throughput"].max()
+    if grid.loc[pick, "accuracy"] < floor - 1e-12:
+        return 1.0, True
+    return float(1.0 - grid.loc[pick, "throughput"] / best), False
+
+
+def measured_mask(case: Case) -> np.ndarray:
+    """Which grid rows were measured in the case's table."""
+    keys = set(zip(case.table["mux"].astype(int), case.table["sparsity_target"].round(6), strict=True))
+    return np.array([(int(m), round(s, 6)) in keys for m, s in zip(case.grid["mux"], case.grid["sparsity"], strict=True)])
+
+
+def coverage(case: Case, mean: np.ndarray, std: np.ndarray, levels: Sequence[float] = COVERAGE_LEVELS) -> dict:
+    """Share of unmeasured grid points whose true accuracy is >= mean - z(level) * std, per level.
+    Collapsed points (true accuracy at chance) are left out: no smooth bound is meant for them."""
+    held = ~measured_mask(case) & (case.grid["accuracy"].to_numpy() > case.surface.chance + 1e-9)
+    truth = case.grid["accuracy"].to_numpy()[held]
+    out = {}
+    for level in levels:
+        low = mean[held] - NormalDist().inv_cdf(level) * std[held]
+        out[level] = float(np.mean(truth >= low)) if held.any() else np.nan
+    return out
+
+
+def replay(cases: Sequence[Case], methods: dict[str, Method], budgets=BUDGETS, confidence=DEFAULT_CONFIDENCE) -> pd.DataFrame:
+    """One row per (case, budget, method): pick, regret, violation."""
+    records = []
+    for case in cases:
+        results = results_from_frame(case.table, source=case.name)
+        grid = case.grid
+        for budget in budgets:
+            floor = accuracy_floor(results.baseline_accuracy, budget)
+            for name, method in methods.items():
+                pick = method(results, grid, floor, confidence)
+                regret, violation = regret_of(case, floor, pick)
+                records.append(
+                    {"case": case.name, "family": case.name.split("-")[0], "budget": budget, "method": name,
+                     "pick_mux": int(grid.loc[pick, "mux"]), "pick_sparsity": float(grid.loc[pick, "sparsity"]),
+                     "regret": regret, "violation": violation}
+                )  # fmt: skip
+    return pd.DataFrame(records)
+
+
+def baseline_index(grid: pd.DataFrame) -> int:
+    """The grid row of N = 1, s = 0 (what a recommender keeps when nothing is feasible)."""
+    return int(np.flatnonzero((grid["mux"] == 1) & (grid["sparsity"] == 0))[0])
+
+
+def grid_index(grid: pd.DataFrame, mux: int, sparsity: float) -> int:
+    """The grid row of (mux, sparsity)."""
+    hit = (grid["mux"] == mux) & np.isclose(grid["sparsity"], sparsity, atol=1e-6)
+    return int(np.flatnonzero(hit)[0])

@@ -1,0 +1,221 @@
+"""Performance models with the structure real (N, s) surfaces share.
+
+- `MonotoneGPModel` (accuracy): a trend that cannot rise with N or s (a separable parametric
+  family whose slopes are constrained to be <= 0, solved by non-negative least squares), plus a
+  Gaussian process on its residual. Each row's known measurement variance (binomial, from
+  `eval_examples`) enters the GP as its own noise, so the posterior at a measured point combines
+  the measurement with its neighbours. `predict(..., return_std=True)` gives the std of the
+  *true* value (the fitted extra noise is left out).
+- `AdditiveThroughputModel` (log throughput): a free level per N (which can peak at a middle N
+  when demultiplexing costs grow) plus a shared quadratic in z = -log(1 - s) and an N x z term,
+  i.e. throughput multiplicative in a part from N and a part from pruning. Given `flops` (FLOPs
+  per example of each row), it models log efficiency = log(throughput x FLOPs) that way instead
+  and predicts FLOPs at any (N, s) as A_N (1 - s) + B_N (a prunable and a fixed part per N).
+
+>>> import numpy as np
+>>> X = np.array([[n, s] for n in (1, 2, 4) for s in (0.0, 0.5, 0.8)])
+>>> y = np.log(100 * X[:, 0] / (1 - X[:, 1]))
+>>> model = AdditiveThroughputModel().fit(X, y)
+>>> bool(abs(np.exp(model.predict([[2, 0.7]])[0]) - 100 * 2 / 0.3) < 1.0)
+True
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.optimize import minimize, nnls
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+from autoprumux.meta.models import _PerformanceModel
+from autoprumux.meta.results import mux_sparsity_features
+from autoprumux.meta.terms import (
+    additive_mean,
+    additive_terms,
+    monotone_design,
+    monotone_trend,
+    trend_design,
+    trend_variance,
+)
+
+MUX_POWERS = np.linspace(-1.0, 2.0, 7)
+SPARSITY_POWERS = np.array([0.5, 1.0, 1.5, 2.0, 3.0, 4.0])
+
+
+def fit_monotone_trend(
+    F: np.ndarray, y: np.ndarray, weights: np.ndarray, monotone: bool = True
+) -> tuple[np.ndarray, float, float]:
+    """(coef [intercept, -slopes...], p, q) of the best non-increasing separable trend (weighted
+    least squares, slopes >= 0 on the negated columns; any sign unless `monotone`): a grid of
+    powers, then a local search."""
+    w = np.sqrt(weights / weights.mean())
+
+    def solve(powers):
+        D = -monotone_design(F, *powers)
+        mean_d, mean_y = np.average(D, axis=0, weights=weights), np.average(y, weights=weights)
+        A, b = (D - mean_d) * w[:, None], (y - mean_y) * w
+        if monotone:
+            slopes, residual = nnls(A, b)
+        else:
+            slopes = np.linalg.lstsq(A, b, rcond=None)[0]
+            residual = float(np.linalg.norm(A @ slopes - b))
+        return residual, np.r_[mean_y - mean_d @ slopes, -slopes]
+
+    grid = [(p, q) for p in MUX_POWERS for q in SPARSITY_POWERS]
+    start = min(grid, key=lambda powers: solve(powers)[0])
+    bounds = [(MUX_POWERS[0], MUX_POWERS[-1]), (SPARSITY_POWERS[0], SPARSITY_POWERS[-1])]
+    local = minimize(lambda powers: solve(powers)[0], start, method="Nelder-Mead", bounds=bounds,
+                     options={"maxiter": 80, "xatol": 1e-3, "fatol": 1e-12})  # fmt: skip
+    powers = local.x if local.fun < solve(start)[0] else np.asarray(start, float)
+    return solve(powers)[1], float(powers[0]), float(powers[1])
+
+
+class MonotoneGPModel(_PerformanceModel):
+    """Accuracy: a non-increasing separable trend in (N, s) plus a GP on its residual.
+
+    Parameters
+    ----------
+    nu : float, default=2.5
+        Matern smoothness of the residual GP.
+    residual_gp : bool, default=True
+        False keeps the parametric trend alone (its std is then the residual spread).
+    monotone : bool, default=True
+        False lets the trend's slopes take any sign (the same family, unconstrained).
+    random_state : int or None, default=0
+
+    Attributes
+    ----------
+    trend_coef_, trend_powers_ : the trend; scaler_mean_, scaler_scale_ : feature standardisation;
+    y_scale_ : residual scale; gp_ : fitted GaussianProcessRegressor or None; noise_ : fitted extra
+    noise variance (accuracy units squared); residual_std_ : trend-only residual spread.
+    """
+
+    has_native_std = True
+
+    def __init__(self, nu=2.5, residual_gp=True, monotone=True, random_state=0):
+        self.nu = nu
+        self.residual_gp = residual_gp
+        self.monotone = monotone
+        self.random_state = random_state
+
+    def fit(self, X, y, noise_variance=None):
+        """Fit on `X` = [[mux, sparsity], ...], accuracies `y` and optionally each row's known
+        measurement variance (NaN where unknown)."""
+        X, y = self._check_X(X, y, reset=True)
+        F = mux_sparsity_features(X)
+        known = np.zeros(len(y)) if noise_variance is None else np.nan_to_num(np.asarray(noise_variance, float))
+        weights = 1.0 / (known + max(np.var(y) * 1e-3, 1e-6))
+        self.trend_coef_, p, q = fit_monotone_trend(F, y, weights, self.monotone)
+        self.trend_powers_ = np.array([p, q])
+        residual = y - monotone_trend(F, self.trend_coef_, p, q)
+        dof = max(len(y) - 4, 1)
+        self.residual_std_ = float(np.sqrt(residual @ residual / dof))
+        self.scaler_mean_, self.scaler_scale_ = F.mean(axis=0), np.where(F.std(axis=0) > 0, F.std(axis=0), 1.0)
+        self.y_scale_ = max(float(np.std(residual)), float(np.sqrt(known.mean())), 1e-4)
+        self.gp_, self.noise_ = None, self.residual_std_**2
+        if self.residual_gp and len(y) >= 4:
+            self._fit_gp((F - self.scaler_mean_) / self.scaler_scale_, residual / self.y_scale_, known)
+        # the trend's own error uses its residual spread: the GP's fitted noise may be near zero
+        spread = np.maximum(known, self.residual_std_**2)
+        self.trend_cov_ = trend_covariance(trend_design(F, *self.trend_powers_), spread)
+        return self
+
+    def _fit_gp(self, Z, r, known):
+        # Bounds in standardised units: length scales under 0.7 would let the GP treat neighbouring
+        # grid values as unrelated and interpolate noise; the noise floor (5% of the residual
+        # variance) keeps maximum likelihood from explaining every residual as signal.
+        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
+            np.ones(2), length_scale_bounds=(0.7, 1e2), nu=self.nu
+        ) + WhiteKernel(0.1, (0.05, 2.0))
+        gp = GaussianProcessRegressor(
+            kernel, alpha=known / self.y_scale_**2 + 1e-8, normalize_y=False, random_state=self.random_state
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.gp_ = gp.fit(Z, r)
+        self.noise_ = float(self.gp_.kernel_.k2.noise_level) * self.y_scale_**2
+
+    def _predict(self, F):
+        mean = monotone_trend(F, self.trend_coef_, *self.trend_powers_)
+        trend_var = trend_variance(F, self.trend_cov_, *self.trend_powers_)
+        if self.gp_ is None:  # the trend alone: its own error (the residual spread is noise_)
+            return mean, np.sqrt(trend_var)
+        Z = (F - self.scaler_mean_) / self.scaler_scale_
+        r, std = self.gp_.predict(Z, return_std=True)
+        white = float(self.gp_.kernel_.k2.noise_level)
+        latent = np.maximum(std**2 - white, 0.0) * self.y_scale_**2
+        return mean + r * self.y_scale_, np.sqrt(latent + trend_var)
+
+
+def trend_covariance(D: np.ndarray, noise_variance: np.ndarray) -> np.ndarray:
+    """Covariance of weighted least-squares coefficients on design D (rows with the given noise
+    variances), so the trend's own estimation error enters the predictive std."""
+    gram = D.T @ (D / np.maximum(noise_variance, 1e-12)[:, None])
+    return np.linalg.pinv(gram + 1e-9 * np.trace(gram) * np.eye(len(gram)))
+
+
+class AdditiveThroughputModel(_PerformanceModel):
+    """Log throughput (or log efficiency, with FLOPs) = level(N) + b1 z + b2 z^2 + c log N z.
+
+    Levels of N values never measured are interpolated linearly in log N (and extrapolated
+    along the end slope).
+
+    Parameters
+    ----------
+    alpha : float, default=1e-6
+        Ridge penalty on the shared terms.
+
+    Attributes
+    ----------
+    mux_levels_ : log N of each measured N; level_ : their levels; coef_ : (b1, b2, c);
+    flops_ : (log N, A_N, B_N) rows of the FLOPs model, or None; residual_std_.
+    """
+
+    def __init__(self, alpha=1e-6):
+        self.alpha = alpha
+
+    def fit(self, X, y, flops=None):
+        """Fit on `X` = [[mux, sparsity], ...], log throughputs `y` and optionally FLOPs per example."""
+        X, y = self._check_X(X, y, reset=True)
+        F = mux_sparsity_features(X)
+        self.flops_ = None
+        if flops is not None and np.all(np.isfinite(flops)) and np.all(np.asarray(flops) > 0):
+            self.flops_ = fit_flops(X, np.asarray(flops, float))
+            y = y + np.log(flops)
+        self.mux_levels_ = np.unique(F[:, 0])
+        onehot = (F[:, [0]] == self.mux_levels_[None, :]).astype(float)
+        shared = additive_terms(F)
+        design = np.column_stack([onehot, shared])
+        penalty = np.diag(np.r_[np.zeros(onehot.shape[1]), np.full(shared.shape[1], self.alpha)])
+        coef = np.linalg.lstsq(design.T @ design + penalty + 1e-10 * np.eye(design.shape[1]), design.T @ y, rcond=None)[0]
+        self.level_, self.coef_ = coef[: onehot.shape[1]], coef[onehot.shape[1] :]
+        residual = y - design @ coef
+        self.residual_std_ = float(np.sqrt(residual @ residual / max(len(y) - len(coef), 1)))
+        return self
+
+    def _predict(self, F):
+        mean = additive_mean(F, self.mux_levels_, self.level_, self.coef_, self.flops_)
+        return mean, np.full(len(F), self.residual_std_)
+
+
+def fit_flops(X: np.ndarray, flops: np.ndarray) -> np.ndarray:
+    """Rows (log N, A_N, B_N) with FLOPs = A_N (1 - s) + B_N per measured N (non-negative least
+    squares); an N measured at one sparsity borrows the median fixed share B / (A + B)."""
+    rows, single = [], []
+    for mux in np.unique(X[:, 0]):
+        at = X[:, 0] == mux
+        keep = 1.0 - X[at, 1]
+        if np.ptp(keep) > 1e-6:
+            (a, b), _ = nnls(np.column_stack([keep, np.ones(at.sum())]), flops[at])
+            rows.append([np.log(mux), a, b])
+        else:
+            single.append((mux, float(keep.mean()), float(flops[at].mean())))
+    shares = [b / (a + b) for _, a, b in rows if a + b > 0]
+    share = float(np.median(shares)) if shares else 0.05
+    for mux, keep, value in single:  # value = A (keep + share / (1 - share))
+        a = value / (keep + share / (1.0 - share))
+        rows.append([np.log(mux), a, a * share / (1.0 - share)])
+    return np.array(sorted(rows))

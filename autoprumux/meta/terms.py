@@ -1,0 +1,63 @@
+"""Numpy-only terms of the structured models, shared by the estimators (`structured.py`) and
+their array form (`compiled.py`), which must predict without importing scikit-learn or scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def monotone_design(F: np.ndarray, p: float, q: float) -> np.ndarray:
+    """Columns [(N^p - 1)/p, z^q, their product] of features F = [log N, z]; each rises with N
+    and s, so non-negative weights on their negatives give a trend that cannot rise."""
+    mux_term = F[:, 0] if abs(p) < 1e-9 else np.expm1(p * F[:, 0]) / p
+    sparsity_term = np.maximum(F[:, 1], 0.0) ** q
+    return np.column_stack([mux_term, sparsity_term, mux_term * sparsity_term])
+
+
+def trend_design(F: np.ndarray, p: float, q: float) -> np.ndarray:
+    """[1, monotone_design]: the design of the monotone trend, intercept first."""
+    return np.column_stack([np.ones(len(F)), monotone_design(F, p, q)])
+
+
+def monotone_trend(F: np.ndarray, coef: np.ndarray, p: float, q: float) -> np.ndarray:
+    """The trend `fit_monotone_trend` found, at features F."""
+    return trend_design(F, p, q) @ coef
+
+
+def trend_variance(F: np.ndarray, cov: np.ndarray, p: float, q: float) -> np.ndarray:
+    """Variance of the fitted trend at features F, from its coefficients' covariance."""
+    D = trend_design(F, p, q)
+    return np.einsum("ni,ij,nj->n", D, cov, D)
+
+
+def additive_terms(F: np.ndarray) -> np.ndarray:
+    """The shared terms of the additive throughput model: z, z^2, log N * z."""
+    return np.column_stack([F[:, 1], F[:, 1] ** 2, F[:, 0] * F[:, 1]])
+
+
+def additive_mean(F, knots, levels, coef, flops_table=None) -> np.ndarray:
+    """Level(N) + shared terms, minus log FLOPs when a FLOPs model is given."""
+    mean = interpolate_levels(F[:, 0], knots, levels) + additive_terms(F) @ coef
+    if flops_table is not None and len(flops_table):
+        mean = mean - np.log(predict_flops(flops_table, F))
+    return mean
+
+
+def interpolate_levels(x: np.ndarray, knots: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Piecewise-linear interpolation of `values` at `knots`, extrapolated along the end slopes."""
+    if len(knots) == 1:
+        return np.full(len(x), values[0])
+    out = np.interp(x, knots, values)
+    low, high = x < knots[0], x > knots[-1]
+    out[low] = values[0] + (x[low] - knots[0]) * (values[1] - values[0]) / (knots[1] - knots[0])
+    out[high] = values[-1] + (x[high] - knots[-1]) * (values[-1] - values[-2]) / (knots[-1] - knots[-2])
+    return out
+
+
+def predict_flops(table: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """FLOPs per example at features F = [log N, z] from `fit_flops` rows (A and B interpolated
+    in log N on a log scale for N never measured)."""
+    keep = np.exp(-F[:, 1])
+    a = np.exp(interpolate_levels(F[:, 0], table[:, 0], np.log(np.maximum(table[:, 1], 1e-30))))
+    b = np.exp(interpolate_levels(F[:, 0], table[:, 0], np.log(np.maximum(table[:, 2], 1e-30))))
+    return np.maximum(a * keep + b, 1e-30)

@@ -1,0 +1,150 @@
+"""Auto-PruMUX `recommend` against simple peers on generated held-out tables (issue 14).
+
+    OMP_NUM_THREADS=1 python benchmarks/recommender.py [--seeds 12] [--out results/recommender]
+
+Cases: every family of `autoprumux.meta.surfaces` (smooth, mid-N throughput peak, a width that
+never trained, pruning knee) x `--seeds` (each draws a grid of 35-42 points, 40-60% of it measured,
+Gaussian or binomial accuracy noise, 3-4% throughput noise, with or without a FLOPs column).
+Budgets 1, 2, 3, 5%; regret = 1 - true throughput of the pick / best true throughput within the
+floor (a violation counts as 1). Peers, on the same cases in the same run: the best measured row
+within budget, and one scikit-learn GP per objective on (log N, -log(1 - s)) picking by its 90%
+lower bound or by its mean. Coverage: share of unmeasured grid points whose true accuracy is at
+least the 90/80/50% one-sided lower bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+from autoprumux.meta.optimizer import recommend
+from autoprumux.meta.replay import COVERAGE_LEVELS, baseline_index, coverage, grid_index, replay
+from autoprumux.meta.results import mux_sparsity_features, results_from_frame
+from autoprumux.meta.selection import fit_performance_models
+from autoprumux.meta.surfaces import FAMILIES, suite
+
+_CACHE: dict = {}
+
+
+def _models(results):
+    key = results.fingerprint
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = fit_performance_models(results)
+    return _CACHE[key]
+
+
+def autoprumux_pick(results, grid, floor, confidence):
+    mux, sparsity = sorted(set(grid["mux"])), sorted(set(grid["sparsity"]))
+    budget = results.baseline_accuracy - floor
+    rec = recommend(results, budget, models=_models(results), confidence=confidence,
+                    mux_choices=mux, sparsity_choices=sparsity)  # fmt: skip
+    return grid_index(grid, rec.recommendation.mux, rec.recommendation.sparsity)
+
+
+def best_measured_pick(results, grid, floor, confidence):
+    configs = results.configurations
+    ok = configs[configs["accuracy"] >= floor]
+    if ok.empty:
+        return baseline_index(grid)
+    best = ok.loc[ok["throughput"].idxmax()]
+    return grid_index(grid, int(best["mux"]), float(best["sparsity"]))
+
+
+def _plain_gp(X, y):
+    kernel = ConstantKernel(1.0) * Matern(np.ones(2), nu=2.5) + WhiteKernel(1e-2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return GaussianProcessRegressor(kernel, normalize_y=True, random_state=0).fit(X, y)
+
+
+def plain_gp_predictions(results, grid):
+    key = ("gp", results.fingerprint)
+    if key not in _CACHE:
+        X = mux_sparsity_features(results.features)
+        G = mux_sparsity_features(grid[["mux", "sparsity"]].to_numpy(float))
+        acc = _plain_gp(X, results.rows["accuracy"].to_numpy(float)).predict(G, return_std=True)
+        thr = _plain_gp(X, np.log(results.rows["throughput"].to_numpy(float))).predict(G)
+        _CACHE[key] = (*acc, thr)
+    return _CACHE[key]
+
+
+def plain_gp_pick(lower_bound: bool):
+    def pick(results, grid, floor, confidence):
+        acc, std, thr = plain_gp_predictions(results, grid)
+        z = NormalDist().inv_cdf(0.9) if lower_bound else 0.0
+        ok = acc - z * std >= floor
+        return int(np.argmax(np.where(ok, thr, -np.inf))) if ok.any() else baseline_index(grid)
+
+    return pick
+
+
+METHODS = {
+    "autoprumux recommend": autoprumux_pick,
+    "best measured row": best_measured_pick,
+    "plain GP, 90% lower bound": plain_gp_pick(True),
+    "plain GP, mean": plain_gp_pick(False),
+}
+
+
+def coverage_table(cases) -> pd.DataFrame:
+    rows = []
+    for case in cases:
+        results = results_from_frame(case.table, source=case.name)
+        X = case.grid[["mux", "sparsity"]].to_numpy(float)
+        pred = _models(results).predict(X)
+        ours = coverage(case, pred["accuracy"], pred["accuracy_std"])
+        acc, std, _ = plain_gp_predictions(results, case.grid)
+        theirs = coverage(case, acc, std)
+        for level in COVERAGE_LEVELS:
+            rows.append({"case": case.name, "level": level, "autoprumux recommend": ours[level],
+                         "plain GP": theirs[level]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def summarise(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    return (
+        frame.groupby([*by, "method"])
+        .agg(regret=("regret", "mean"), violations=("violation", "mean"), decisions=("regret", "size"))
+        .reset_index()
+    )
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=12, help="cases per family (default 12)")
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--out", help="folder for the per-decision CSV and the summary")
+    args = parser.parse_args(argv)
+    cases = suite(args.families.split(","), range(args.seeds))
+    start = time.perf_counter()
+    frame = replay(cases, METHODS)
+    cov = coverage_table(cases)
+    elapsed = time.perf_counter() - start
+    frame["set"] = np.where(frame["family"] == "smooth", "A smooth", "B structured")
+    pd.set_option("display.width", 160)
+    print(f"{len(cases)} cases, {len(frame) // len(METHODS)} decisions per method, {elapsed:.0f} s")
+    print(summarise(frame, ["set"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(summarise(frame, ["family"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(summarise(frame, ["budget"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(summarise(frame.assign(all="all"), ["all"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("coverage of the one-sided accuracy bound on unmeasured configurations:")
+    print(cov.groupby("level")[["autoprumux recommend", "plain GP"]].mean().to_string(float_format=lambda v: f"{v:.3f}"))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out / "decisions.csv", index=False)
+        cov.to_csv(out / "coverage.csv", index=False)
+
+
+if __name__ == "__main__":
+    main()
