@@ -25,12 +25,17 @@ from autoprumux.meta import (
 )
 from autoprumux.meta.compiled import CompiledTarget, compile_target
 from autoprumux.meta.selection import TargetModel
+from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
 
 ESTIMATORS = [
     SeparableModel(),
     SeparableModel(interaction=True),
     PolynomialRidgeModel(),
     GaussianProcessModel(),
+    MonotoneGPModel(),
+    MonotoneGPModel(residual_gp=False),
+    MonotoneGPModel(monotone=False),
+    AdditiveThroughputModel(),
 ]
 SURFACE = SyntheticSurface()
 GRID_MUX = (1, 2, 5, 10)

@@ -1,0 +1,232 @@
+"""Simulated sweeps on generated surfaces: which order of measurements finds a good (N, s) soonest?
+
+    OMP_NUM_THREADS=1 python benchmarks/adaptive.py [--seeds 2] [--budget 3%] [--out results/adaptive]
+
+Each case of `autoprumux.meta.surfaces` (every family x `--seeds`) has its whole grid measured
+once in advance (Gaussian or binomial accuracy noise, 3-4% throughput noise), so every order sees
+the same measurement of a configuration. A sweep starts from the baseline and 3 random points
+(the same for every order) and adds `--batch` configurations at a time, in one of five orders:
+
+- ``suggest``: `autoprumux suggest` (constrained expected improvement; see meta/suggestion.py);
+- ``random``: uniformly random among the unmeasured configurations;
+- ``optuna TPE`` / ``optuna GP``: Optuna's TPESampler / GPSampler maximising measured throughput
+  with the constraint floor - measured accuracy <= 0 (`constraints_func`), over the grid indices;
+  a proposal already measured is told its known value and asked again (up to 20 times);
+- ``full grid``: the sweep's own plan order (sparsity ascending, the widest N first within one).
+
+After every step, `recommend` (the same recommender for every order) picks from the table so
+far; regret = 1 - its true throughput / the best true throughput within the floor (a violation
+counts as 1). Prints mean regret against the number measured and, per order, how many
+configurations it took to reach regret <= 5% and stay there; draws `regret.png` under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from autoprumux.meta.budget import accuracy_floor, parse_budget
+from autoprumux.meta.optimizer import recommend
+from autoprumux.meta.replay import grid_index, regret_of
+from autoprumux.meta.results import results_from_frame
+from autoprumux.meta.selection import fit_performance_models
+from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
+from autoprumux.meta.suggestion import suggest
+from autoprumux.meta.surfaces import FAMILIES, make_case, measure
+
+ORDERS = ("suggest", "random", "optuna TPE", "optuna GP", "full grid")
+#: one model per target (no selection) keeps a simulated sweep affordable on two cores
+FAST = {"accuracy": {"monotone-gp": MonotoneGPModel()}, "throughput": {"additive": AdditiveThroughputModel()}}
+
+
+def fast_models(results):
+    return fit_performance_models(results, candidates=FAST, max_folds=10)
+
+
+class Sweep:
+    """The grid of one case, measured once in advance, and the indices measured so far."""
+
+    def __init__(self, case, seed: int):
+        rng = np.random.default_rng(seed)
+        self.case, self.grid = case, case.grid
+        flops = "flops_per_example" in case.table.columns
+        self.table = measure(case.surface, self.grid[["mux", "sparsity"]], case.noise, 0.035, flops, rng)
+        base = grid_index(self.grid, 1, 0.0)
+        others = rng.permutation(np.delete(np.arange(len(self.grid)), base))
+        self.start = [base, *others[:3].tolist()]
+
+    def results(self, measured):
+        return results_from_frame(self.table.iloc[sorted(measured)], source=self.case.name)
+
+    def regret(self, measured, budget) -> float:
+        results = self.results(measured)
+        models = fast_models(results)
+        rec = recommend(results, budget, models=models, mux_choices=sorted(set(self.grid["mux"])),
+                        sparsity_choices=sorted(set(self.grid["sparsity"])))  # fmt: skip
+        pick = grid_index(self.grid, rec.recommendation.mux, rec.recommendation.sparsity)
+        return regret_of(self.case, rec.accuracy_floor, pick)[0]
+
+
+def suggest_order(sweep: Sweep, budget, batch, rng):
+    def step(measured):
+        results = sweep.results(measured)
+        sug = suggest(results, budget, n=batch, models=fast_models(results),
+                      mux_choices=sorted(set(sweep.grid["mux"])), sparsity_choices=sorted(set(sweep.grid["sparsity"])))  # fmt: skip
+        picks = [grid_index(sweep.grid, s.mux, s.sparsity) for s in sug.suggestions]
+        return [p for p in picks if p not in measured] or _random(sweep, measured, batch, rng)
+
+    return step
+
+
+def _random(sweep, measured, batch, rng):
+    free = [i for i in range(len(sweep.grid)) if i not in measured]
+    return rng.permutation(free)[:batch].tolist()
+
+
+def grid_order(sweep: Sweep):
+    plan = sweep.grid.sort_values(["sparsity", "mux"], ascending=[True, False]).index.tolist()
+    return lambda measured, batch: [i for i in plan if i not in measured][:batch]
+
+
+def optuna_order(sweep: Sweep, sampler_name: str, floor: float, seed: int):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    mux, sparsity = sorted(set(sweep.grid["mux"])), sorted(set(sweep.grid["sparsity"]))
+    constraints = lambda trial: [trial.user_attrs["constraint"]]  # noqa: E731
+    sampler = (
+        optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, constraints_func=constraints)
+        if sampler_name == "optuna TPE"
+        else optuna.samplers.GPSampler(seed=seed, n_startup_trials=4, constraints_func=constraints)
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    row = sweep.table
+
+    def tell(trial, index):
+        trial.set_user_attr("constraint", float(floor - row.loc[index, "accuracy"]))
+        study.tell(trial, float(row.loc[index, "throughput"]))
+
+    def ask():
+        trial = study.ask()
+        i = trial.suggest_int("mux_index", 0, len(mux) - 1)
+        j = trial.suggest_int("sparsity_index", 0, len(sparsity) - 1)
+        return trial, grid_index(sweep.grid, mux[i], sparsity[j])
+
+    for index in sweep.start:
+        study.enqueue_trial({"mux_index": mux.index(int(sweep.grid.loc[index, "mux"])),
+                             "sparsity_index": sparsity.index(float(sweep.grid.loc[index, "sparsity"]))})  # fmt: skip
+        tell(*ask())
+
+    def step(measured, batch):
+        picks = []
+        for _ in range(20 * batch):
+            trial, index = ask()
+            tell(trial, index)
+            if index not in measured and index not in picks:
+                picks.append(index)
+            if len(picks) == batch:
+                break
+        return picks
+
+    return step
+
+
+def simulate(case, seed: int, budget: float, batch: int, cap: int) -> pd.DataFrame:
+    sweep = Sweep(case, seed)
+    rng = np.random.default_rng(seed + 1)
+    floor = accuracy_floor(sweep.results(sweep.start).baseline_accuracy, budget)
+    rows = []
+    for order in ORDERS:
+        if order == "suggest":
+            ask_suggest = suggest_order(sweep, budget, batch, rng)
+            step = lambda measured, batch: ask_suggest(measured)  # noqa: E731
+        elif order == "random":
+            step = lambda measured, batch: _random(sweep, measured, batch, rng)  # noqa: E731
+        elif order == "full grid":
+            step = grid_order(sweep)
+        else:
+            step = optuna_order(sweep, order, floor, seed)
+        measured = list(sweep.start)
+        while True:
+            rows.append({"case": case.name, "order": order, "measured": len(measured), "grid": len(sweep.grid),
+                         "regret": sweep.regret(measured, budget)})  # fmt: skip
+            if len(measured) >= min(cap, len(sweep.grid)):
+                break
+            measured += step(measured, batch)[: min(cap, len(sweep.grid)) - len(measured)]
+    return pd.DataFrame(rows)
+
+
+def reached(frame: pd.DataFrame, threshold: float = 0.05) -> pd.DataFrame:
+    """Per case and order: configurations measured when regret fell to <= threshold for good
+    (inf when it never did within the simulated range)."""
+
+    def first(group):
+        above = group["regret"].to_numpy() > threshold
+        if above[-1]:
+            return np.inf
+        last_bad = np.flatnonzero(above)
+        index = 0 if not len(last_bad) else last_bad[-1] + 1
+        return group["measured"].iloc[index]
+
+    out = frame.groupby(["case", "order"]).apply(first, include_groups=False).rename("reached").reset_index()
+    return out.merge(frame.groupby("case")["grid"].first().reset_index(), on="case")
+
+
+def plot(frame: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for order in ORDERS:
+        curve = frame[frame["order"] == order].groupby("measured")["regret"].mean()
+        ax.plot(curve.index, 100 * curve.to_numpy(), marker="o", markersize=3, label=order)
+    ax.axhline(5, color="0.5", linestyle="--", linewidth=1, label="5% regret")
+    ax.set_xlabel("configurations measured")
+    ax.set_ylabel("mean regret of recommend (%)")
+    ax.set_title(f"simulated sweeps: {frame['case'].nunique()} generated cases")
+    ax.legend()
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=2, help="cases per family (default 2)")
+    parser.add_argument("--budget", default="3%")
+    parser.add_argument("--batch", type=int, default=2, help="configurations added per step (default 2)")
+    parser.add_argument("--cap", type=int, default=24, help="stop every sweep at this many measured (default 24)")
+    parser.add_argument("--out", help="folder for adaptive.csv and regret.png")
+    args = parser.parse_args(argv)
+    budget = parse_budget(args.budget)
+    # optuna's experimental-feature notes and the deprecation of constraints_func (still works in 5.x)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    cases = [make_case(family, 1000 * i + seed) for i, family in enumerate(FAMILIES) for seed in range(args.seeds)]
+    frame = pd.concat([simulate(c, 7 + k, budget, args.batch, args.cap) for k, c in enumerate(cases)], ignore_index=True)
+    table = frame.pivot_table(index="measured", columns="order", values="regret", aggfunc="mean")[list(ORDERS)]
+    pd.set_option("display.width", 160)
+    print(f"{len(cases)} cases (grids of {frame['grid'].min()}-{frame['grid'].max()}), budget {args.budget}, batch {args.batch}")
+    print("mean regret against configurations measured:")
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    got = reached(frame)
+    summary = got.groupby("order").agg(
+        cases_reached=("reached", lambda v: int(np.isfinite(v).sum())),
+        median_measured=("reached", "median"),
+        median_share_of_grid=("reached", lambda v: float(np.median(v / got.loc[v.index, "grid"]))),
+    )
+    print(f"configurations measured to reach regret <= 5% and stay there (of {len(cases)} cases, within {args.cap}):")
+    print(summary.loc[list(ORDERS)].to_string(float_format=lambda v: f"{v:.2f}"))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out / "adaptive.csv", index=False)
+        plot(frame, out / "regret.png")
+
+
+if __name__ == "__main__":
+    main()
