@@ -29,17 +29,20 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from autoprumux.meta.optimizer import recommend
 from autoprumux.meta.replay import COVERAGE_LEVELS, baseline_index, coverage, grid_index, replay
 from autoprumux.meta.results import mux_sparsity_features, results_from_frame
-from autoprumux.meta.selection import fit_performance_models
+from autoprumux.meta.budget import DEFAULT_CONFIDENCE
+from autoprumux.meta.selection import default_candidates, fit_performance_models
 from autoprumux.meta.surfaces import FAMILIES, suite
 
 _CACHE: dict = {}
+#: candidate models (None: `default_candidates()`); --accuracy-model restricts the accuracy ones
+CANDIDATES: dict = {}
 
 
 def _models(results):
     key = results.fingerprint
     if key not in _CACHE:
         _CACHE.clear()
-        _CACHE[key] = fit_performance_models(results)
+        _CACHE[key] = fit_performance_models(results, candidates=CANDIDATES or None)
     return _CACHE[key]
 
 
@@ -124,10 +127,15 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, default=12, help="cases per family (default 12)")
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--out", help="folder for the per-decision CSV and the summary")
+    parser.add_argument("--accuracy-model", help="use only this accuracy candidate (e.g. monotone-gp)")
+    parser.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE)
     args = parser.parse_args(argv)
+    if args.accuracy_model:
+        CANDIDATES.update(default_candidates())
+        CANDIDATES["accuracy"] = {args.accuracy_model: CANDIDATES["accuracy"][args.accuracy_model]}
     cases = suite(args.families.split(","), range(args.seeds))
     start = time.perf_counter()
-    frame = replay(cases, METHODS)
+    frame = replay(cases, METHODS, confidence=args.confidence)
     cov = coverage_table(cases)
     elapsed = time.perf_counter() - start
     frame["set"] = np.where(frame["family"] == "smooth", "A smooth", "B structured")

@@ -192,6 +192,8 @@ class GaussianProcessModel(_PerformanceModel):
     kernel : scikit-learn kernel or None, default=None
         Starting kernel (its hyperparameters are then optimised); None means
         Constant * Matern(nu) + White on standardised features.
+    optimize : bool, default=True
+        False keeps `kernel` as it is.
 
     Attributes
     ----------
@@ -201,17 +203,18 @@ class GaussianProcessModel(_PerformanceModel):
 
     has_native_std = True
 
-    def __init__(self, nu=2.5, linear_mean=True, n_restarts_optimizer=0, random_state=0, kernel=None):
+    def __init__(self, nu=2.5, linear_mean=True, n_restarts_optimizer=0, random_state=0, kernel=None, optimize=True):
         self.nu = nu
         self.linear_mean = linear_mean
         self.n_restarts_optimizer = n_restarts_optimizer
         self.random_state = random_state
         self.kernel = kernel
+        self.optimize = optimize
 
     def warm_start_params(self) -> dict:
-        """Start a clone's hyperparameter search at this fit's optimum (for fast CV folds)."""
+        """Keep this fit's kernel in a clone (for fast CV folds: only the GP weights are re-solved)."""
         check_is_fitted(self)
-        return {} if self.gp_ is None else {"kernel": self.gp_.kernel_}
+        return {} if self.gp_ is None else {"kernel": self.gp_.kernel_, "optimize": False}
 
     def _fit(self, F, y):
         self.scaler_ = StandardScaler().fit(F)
@@ -230,6 +233,7 @@ class GaussianProcessModel(_PerformanceModel):
             normalize_y=True,
             n_restarts_optimizer=self.n_restarts_optimizer,
             random_state=self.random_state,
+            optimizer="fmin_l_bfgs_b" if self.optimize or self.kernel is None else None,
         )
         if self.trend_ is not None and np.std(residual) <= 1e-9 * max(np.std(y), 1e-300):
             self.gp_ = None  # the trend is exact (a noiseless plane): nothing left for a GP to learn

@@ -28,17 +28,26 @@ def format_fit(models: FittedModels) -> str:
     rows = []
     for target in TARGETS:
         for r in models.cv[models.cv["target"] == target].itertuples():
-            rows.append([target, r.model + (" *" if r.chosen else ""), f"{r.error:.3f}", r.unit])
+            regret = "" if target != "accuracy" else f"{r.regret:.3f}"
+            rows.append([target, r.model + (" *" if r.chosen else ""), f"{r.error:.3f}", r.unit, regret,
+                         f"{r.std_scale:.2f}"])  # fmt: skip
     lines = [
         f"table: {models.source} ({models.n_rows} rows, {models.n_configurations} configurations)",
-        f"{_scheme(models)} cross-validation (* = chosen):",
+        f"{_scheme(models)} cross-validation (* = chosen; accuracy by decision regret, throughput by error):",
         "",
-        _table(["target", "model", "cv error", "unit"], rows),
+        _table(["target", "model", "cv error", "unit", "decision regret", "std scale"], rows),
     ]
     for target in TARGETS:
         chosen = getattr(models, target)
-        spread = "its own predictive std" if chosen.std_source == "native" else "the CV residual spread"
+        spread = (
+            f"its own predictive std x {chosen.std_scale:.2f} (calibrated on held-out residuals)"
+            if chosen.std_source == "native"
+            else "the CV residual spread"
+        )
         lines.append(f"{target}: {chosen.name}, uncertainty from {spread}")
+    if models.collapsed:
+        listed = ", ".join(f"N={m} s={s:.2f}" for m, s in models.collapsed)
+        lines.append(f"collapsed (at chance, left out of the accuracy fit): {listed}")
     return "\n".join(lines)
 
 

@@ -32,7 +32,7 @@ from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
 from autoprumux.table import write_atomically
 
 MODELS_FILENAME = "performance_models.joblib"
-_FORMAT = 2
+_FORMAT = 3
 REGRET_TIE = 0.005
 
 
@@ -181,7 +181,8 @@ def cross_validated(models: FittedModels, results: Results, target: str) -> tupl
 def _score_candidate(target, name, estimator, data, results):
     X, y, params, folds, groups, configs = data
     fitted = clone(estimator).fit(X, y, **accepted(estimator, params))
-    mean, std = out_of_fold(estimator, X, y, folds, accepted(estimator, params))
+    warm = fitted.warm_start_params() if hasattr(fitted, "warm_start_params") else {}
+    mean, std = out_of_fold(estimator, X, y, folds, accepted(estimator, params), warm)
     row = _cv_row(target, name, y, mean)
     native = getattr(estimator, "has_native_std", False)
     noise = np.nan_to_num(params.get("noise_variance", np.zeros(len(y)))) + getattr(fitted, "noise_", 0.0)

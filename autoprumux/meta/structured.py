@@ -46,11 +46,11 @@ SPARSITY_POWERS = np.array([0.5, 1.0, 1.5, 2.0, 3.0, 4.0])
 
 
 def fit_monotone_trend(
-    F: np.ndarray, y: np.ndarray, weights: np.ndarray, monotone: bool = True
+    F: np.ndarray, y: np.ndarray, weights: np.ndarray, monotone: bool = True, powers=None
 ) -> tuple[np.ndarray, float, float]:
     """(coef [intercept, -slopes...], p, q) of the best non-increasing separable trend (weighted
     least squares, slopes >= 0 on the negated columns; any sign unless `monotone`): a grid of
-    powers, then a local search."""
+    powers, then a local search; or at the given `powers`."""
     w = np.sqrt(weights / weights.mean())
 
     def solve(powers):
@@ -64,6 +64,8 @@ def fit_monotone_trend(
             residual = float(np.linalg.norm(A @ slopes - b))
         return residual, np.r_[mean_y - mean_d @ slopes, -slopes]
 
+    if powers is not None:
+        return solve(powers)[1], float(powers[0]), float(powers[1])
     grid = [(p, q) for p in MUX_POWERS for q in SPARSITY_POWERS]
     start = min(grid, key=lambda powers: solve(powers)[0])
     bounds = [(MUX_POWERS[0], MUX_POWERS[-1]), (SPARSITY_POWERS[0], SPARSITY_POWERS[-1])]
@@ -85,6 +87,10 @@ class MonotoneGPModel(_PerformanceModel):
     monotone : bool, default=True
         False lets the trend's slopes take any sign (the same family, unconstrained).
     random_state : int or None, default=0
+    fixed_powers, fixed_kernel : default=None
+        Hyperparameters to keep instead of searching (the trend's powers, the GP's fitted kernel);
+        `warm_start_params()` returns a fit's own, so cross-validation folds only re-solve the
+        linear and GP weights.
 
     Attributes
     ----------
@@ -95,11 +101,17 @@ class MonotoneGPModel(_PerformanceModel):
 
     has_native_std = True
 
-    def __init__(self, nu=2.5, residual_gp=True, monotone=True, random_state=0):
+    def __init__(self, nu=2.5, residual_gp=True, monotone=True, random_state=0, fixed_powers=None, fixed_kernel=None):
         self.nu = nu
         self.residual_gp = residual_gp
         self.monotone = monotone
         self.random_state = random_state
+        self.fixed_powers = fixed_powers
+        self.fixed_kernel = fixed_kernel
+
+    def warm_start_params(self) -> dict:
+        """This fit's hyperparameters, for clones fitted on most of the same data."""
+        return {"fixed_powers": tuple(self.trend_powers_), "fixed_kernel": None if self.gp_ is None else self.gp_.kernel_}
 
     def fit(self, X, y, noise_variance=None):
         """Fit on `X` = [[mux, sparsity], ...], accuracies `y` and optionally each row's known
@@ -108,7 +120,7 @@ class MonotoneGPModel(_PerformanceModel):
         F = mux_sparsity_features(X)
         known = np.zeros(len(y)) if noise_variance is None else np.nan_to_num(np.asarray(noise_variance, float))
         weights = 1.0 / (known + max(np.var(y) * 1e-3, 1e-6))
-        self.trend_coef_, p, q = fit_monotone_trend(F, y, weights, self.monotone)
+        self.trend_coef_, p, q = fit_monotone_trend(F, y, weights, self.monotone, self.fixed_powers)
         self.trend_powers_ = np.array([p, q])
         residual = y - monotone_trend(F, self.trend_coef_, p, q)
         dof = max(len(y) - 4, 1)
@@ -130,8 +142,13 @@ class MonotoneGPModel(_PerformanceModel):
         kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
             np.ones(2), length_scale_bounds=(0.7, 1e2), nu=self.nu
         ) + WhiteKernel(0.1, (0.05, 2.0))
+        if self.fixed_kernel is not None:
+            kernel, optimizer = self.fixed_kernel, None
+        else:
+            optimizer = "fmin_l_bfgs_b"
         gp = GaussianProcessRegressor(
-            kernel, alpha=known / self.y_scale_**2 + 1e-8, normalize_y=False, random_state=self.random_state
+            kernel, alpha=known / self.y_scale_**2 + 1e-8, normalize_y=False, optimizer=optimizer,
+            random_state=self.random_state,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

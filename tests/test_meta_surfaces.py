@@ -1,0 +1,135 @@
+"""The generated-surface suite (meta/surfaces.py) and what the recommender does on it: collapsed
+widths, monotone accuracy, throughput that peaks at a middle N or follows FLOPs, calibrated
+bounds, and picks that beat the best measured row. Small cases, fast, against known truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autoprumux.meta import evaluate, fit_performance_models, recommend, results_from_frame
+from autoprumux.meta.replay import baseline_index, coverage, grid_index, regret_of
+from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
+from autoprumux.meta.surfaces import FAMILIES, GRIDS, Surface, make_case, random_surface
+
+
+def _choices(case):
+    return {"mux_choices": sorted(set(case.grid["mux"])), "sparsity_choices": sorted(set(case.grid["sparsity"]))}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_case_has_the_baseline_and_about_half_its_grid(family):
+    for seed in range(4):
+        case = make_case(family, seed)
+        assert 35 <= len(case.grid) <= 42
+        assert 0.35 <= len(case.table) / len(case.grid) <= 0.65
+        assert ((case.table["mux"] == 1) & (case.table["sparsity"] == 0)).any()
+        assert ("eval_examples" in case.table.columns) == (case.noise == "binomial")
+
+
+def test_families_show_their_behaviour():
+    rng = np.random.default_rng(0)
+    mux, sparsity = GRIDS[3]
+    peak = random_surface("peak", GRIDS[3], rng)
+    fastest = mux[int(np.argmax(peak.throughput(np.array(mux), 0.0)))]
+    assert 1 < fastest < max(mux)
+    dead = random_surface("dead", GRIDS[3], rng)
+    assert np.all(dead.accuracy(dead.dead_mux, np.array(sparsity)) == dead.chance)
+    knee = random_surface("knee", GRIDS[3], rng)
+    flat = np.linspace(0.0, knee.knee, 5)
+    assert np.allclose(knee.accuracy(1, flat), knee.base)
+    smooth = Surface()
+    assert np.all(np.diff(smooth.accuracy(np.array(mux), 0.5)) < 0)
+    assert np.all(np.diff(smooth.accuracy(2, np.array(sparsity))) < 0)
+
+
+def test_a_width_that_never_trained_is_detected_excluded_and_warned_about():
+    case = make_case("dead", 3, measured_fraction=0.6)
+    results = results_from_frame(case.table)
+    dead = case.surface.dead_mux
+    assert set(results.configurations.loc[results.configurations["collapsed"], "mux"]) == {dead}
+    models = fit_performance_models(results)
+    assert not np.any(models.X[models.accuracy_rows][:, 0] == dead)  # left out of the smooth fit
+    for budget in (0.01, 0.03, 0.05):
+        rec = recommend(results, budget, models=models, **_choices(case))
+        assert rec.recommendation.mux != dead
+    assert any(f"N={dead}" in w and "collapsed" in w for w in rec.warnings)
+
+
+def test_chance_is_inferred_without_num_labels():
+    case = make_case("dead", 3, measured_fraction=0.6)
+    results = results_from_frame(case.table.drop(columns="num_labels"))
+    assert results.chance == pytest.approx(case.surface.chance)
+    assert results.configurations["collapsed"].any()
+
+
+def test_the_monotone_model_never_rises_with_n_or_s():
+    case = make_case("smooth", 4, noise="gaussian")
+    results = results_from_frame(case.table)
+    model = MonotoneGPModel(residual_gp=False).fit(results.features, results.rows["accuracy"])
+    mux, sparsity = np.meshgrid([1, 1.5, 2, 3, 5, 8, 16], np.linspace(0, 0.95, 20), indexing="ij")
+    pred = model.predict(np.c_[mux.ravel(), sparsity.ravel()]).reshape(mux.shape)
+    assert np.all(np.diff(pred, axis=0) <= 1e-12) and np.all(np.diff(pred, axis=1) <= 1e-12)
+
+
+def test_throughput_follows_a_mid_n_peak_and_flops():
+    case = make_case("peak", 2, throughput_noise=0.0, flops=True, measured_fraction=0.6)
+    results = results_from_frame(case.table)
+    X, y = results.features, np.log(results.rows["throughput"].to_numpy())
+    grid = case.grid[["mux", "sparsity"]].to_numpy(float)
+    for flops in (None, results.flops):
+        model = AdditiveThroughputModel().fit(X, y, flops=flops)
+        error = np.abs(np.exp(model.predict(grid)) / case.grid["throughput"] - 1)
+        assert error.max() < (0.01 if flops is not None else 0.15), error.max()
+    at_zero = case.grid[case.grid["sparsity"] == 0]
+    predicted = np.exp(model.predict(at_zero[["mux", "sparsity"]].to_numpy(float)))
+    assert at_zero["mux"].iloc[int(np.argmax(predicted))] == at_zero.loc[at_zero["throughput"].idxmax(), "mux"]
+
+
+CASES = [make_case(family, 100 + seed) for family in FAMILIES for seed in range(2)]
+
+
+@pytest.fixture(scope="module")
+def fitted_cases():
+    return [(case, results_from_frame(case.table)) for case in CASES]
+
+
+@pytest.fixture(scope="module")
+def models_of(fitted_cases):
+    return [fit_performance_models(results) for _, results in fitted_cases]
+
+
+def test_the_bounds_are_calibrated_on_unmeasured_configurations(fitted_cases, models_of):
+    hits = {0.9: [], 0.5: []}
+    for (case, _), models in zip(fitted_cases, models_of, strict=True):
+        pred = models.predict(case.grid[["mux", "sparsity"]].to_numpy(float))
+        for level, share in coverage(case, pred["accuracy"], pred["accuracy_std"], (0.9, 0.5)).items():
+            hits[level].append(share)
+    assert 0.75 <= np.mean(hits[0.9]) <= 1.0, hits[0.9]
+    assert 0.3 <= np.mean(hits[0.5]) <= 0.75, hits[0.5]
+
+
+def test_recommend_beats_the_best_measured_row_and_rarely_violates(fitted_cases, models_of):
+    ours, peer, violations = [], [], 0
+    for (case, results), models in zip(fitted_cases, models_of, strict=True):
+        for budget in (0.01, 0.03, 0.05):
+            rec = recommend(results, budget, models=models, **_choices(case))
+            pick = grid_index(case.grid, rec.recommendation.mux, rec.recommendation.sparsity)
+            regret, violated = regret_of(case, rec.accuracy_floor, pick)
+            ours.append(regret)
+            violations += violated
+            configs = results.configurations
+            ok = configs[configs["accuracy"] >= rec.accuracy_floor]
+            best = ok.loc[ok["throughput"].idxmax()] if len(ok) else None
+            row = baseline_index(case.grid) if best is None else grid_index(case.grid, best["mux"], best["sparsity"])
+            peer.append(regret_of(case, rec.accuracy_floor, row)[0])
+    assert np.mean(ours) < np.mean(peer), (np.mean(ours), np.mean(peer))
+    assert violations <= 0.1 * len(ours), violations
+
+
+def test_evaluate_reports_coverage_at_three_levels(fitted_cases):
+    _, results = fitted_cases[0]
+    ev = evaluate(results, budgets=("2%",), holdout=3, n_splits=2)
+    assert set(ev.coverage) == {0.9, 0.8, 0.5}
+    assert all(0.0 <= v <= 1.0 for v in ev.coverage.values())
+    assert set(ev.to_dict()["coverage"]) == {"90%", "80%", "50%"}
