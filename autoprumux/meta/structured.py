@@ -110,8 +110,10 @@ class MonotoneGPModel(_PerformanceModel):
         self.fixed_kernel = fixed_kernel
 
     def warm_start_params(self) -> dict:
-        """This fit's hyperparameters, for clones fitted on most of the same data."""
-        return {"fixed_powers": tuple(self.trend_powers_), "fixed_kernel": None if self.gp_ is None else self.gp_.kernel_}
+        """This fit's GP kernel, for clones fitted on most of the same data (the trend's powers are
+        searched again: they drive extrapolation, so their variability belongs in the held-out
+        error that calibrates the std)."""
+        return {"fixed_kernel": None if self.gp_ is None else self.gp_.kernel_}
 
     def fit(self, X, y, noise_variance=None):
         """Fit on `X` = [[mux, sparsity], ...], accuracies `y` and optionally each row's known
