@@ -44,7 +44,7 @@ FAST = {"accuracy": {"monotone-gp": MonotoneGPModel()}, "throughput": {"additive
 
 
 def fast_models(results):
-    return fit_performance_models(results, candidates=FAST, max_folds=10)
+    return fit_performance_models(results, candidates=FAST)
 
 
 class Sweep:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 COLLAPSE_SHARE = 0.25
 MARGIN = 0.03
@@ -38,3 +39,38 @@ def collapsed(accuracy: np.ndarray, se: np.ndarray, chance: float, baseline: flo
     se = np.nan_to_num(np.asarray(se, float))
     threshold = chance + np.maximum(COLLAPSE_SHARE * (baseline - chance), 3.0 * se)
     return np.asarray(accuracy, float) <= threshold
+
+
+def collapsed_configurations(results, models) -> pd.DataFrame:
+    """The collapsed (chance-level) configurations, with `never_trained`: the smooth accuracy
+    model puts them well above chance, so the width itself failed rather than the pruning."""
+    bad = results.configurations[results.configurations["collapsed"]]
+    expected = models.predict(bad[["mux", "feature_sparsity"]].to_numpy(float))["accuracy"] if len(bad) else []
+    gap = results.baseline_accuracy - results.chance
+    return bad.assign(never_trained=np.asarray(expected, float) - results.chance > 0.5 * gap)
+
+
+def collapsed_candidates(results, candidates: pd.DataFrame, models) -> np.ndarray:
+    """Candidates ruled out by a collapsed measurement at (N, s_c): those of that N with s >= s_c
+    (accuracy does not recover with more pruning), and every s of a width that never trained."""
+    out = np.zeros(len(candidates), dtype=bool)
+    mux, s = candidates["mux"].to_numpy(), candidates["sparsity"].to_numpy(float)
+    for row in collapsed_configurations(results, models).itertuples():
+        out |= (mux == row.mux) & ((s >= row.sparsity - 1e-9) | row.never_trained)
+    return out
+
+
+def collapse_warnings(results, models) -> list[str]:
+    """One warning per collapsed configuration, saying what it rules out."""
+    out = []
+    for row in collapsed_configurations(results, models).itertuples():
+        scope = (
+            f"every N={row.mux} configuration (the width never trained)"
+            if row.never_trained
+            else f"N={row.mux} at s >= {row.sparsity:.2f}"
+        )
+        out.append(
+            f"N={row.mux}, s={row.sparsity:.2f} collapsed: accuracy {row.accuracy:.4f} is at chance "
+            f"({results.chance:.3f}); left out of the accuracy model, and {scope} is treated as infeasible"
+        )
+    return out

@@ -24,6 +24,7 @@ import pandas as pd
 
 from autoprumux.errors import BudgetError, SpecError
 from autoprumux.meta.budget import DEFAULT_CONFIDENCE, accuracy_floor, parse_budget
+from autoprumux.meta.collapse import collapse_warnings, collapsed_candidates
 from autoprumux.meta.results import Results
 
 if TYPE_CHECKING:  # scikit-learn loads only when models must be fitted
@@ -227,41 +228,6 @@ def score_candidates(
 
 def _normal_cdf(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.vectorize(math.erf)(np.asarray(x, float) / math.sqrt(2.0)))
-
-
-def collapsed_configurations(results: Results, models) -> pd.DataFrame:
-    """The collapsed (chance-level) configurations, with `never_trained`: the smooth accuracy
-    model puts them well above chance, so the width itself failed rather than the pruning."""
-    bad = results.configurations[results.configurations["collapsed"]]
-    expected = models.predict(bad[["mux", "feature_sparsity"]].to_numpy(float))["accuracy"] if len(bad) else []
-    gap = results.baseline_accuracy - results.chance
-    return bad.assign(never_trained=np.asarray(expected, float) - results.chance > 0.5 * gap)
-
-
-def collapsed_candidates(results: Results, candidates: pd.DataFrame, models) -> np.ndarray:
-    """Candidates ruled out by a collapsed measurement at (N, s_c): those of that N with s >= s_c
-    (accuracy does not recover with more pruning), and every s of a width that never trained."""
-    out = np.zeros(len(candidates), dtype=bool)
-    mux, s = candidates["mux"].to_numpy(), candidates["sparsity"].to_numpy(float)
-    for row in collapsed_configurations(results, models).itertuples():
-        out |= (mux == row.mux) & ((s >= row.sparsity - 1e-9) | row.never_trained)
-    return out
-
-
-def collapse_warnings(results: Results, models) -> list[str]:
-    """One warning per collapsed configuration, saying what it rules out."""
-    out = []
-    for row in collapsed_configurations(results, models).itertuples():
-        scope = (
-            f"every N={row.mux} configuration (the width never trained)"
-            if row.never_trained
-            else f"N={row.mux} at s >= {row.sparsity:.2f}"
-        )
-        out.append(
-            f"N={row.mux}, s={row.sparsity:.2f} collapsed: accuracy {row.accuracy:.4f} is at chance "
-            f"({results.chance:.3f}); left out of the accuracy model, and {scope} is treated as infeasible"
-        )
-    return out
 
 
 def accuracy_estimates(
