@@ -118,7 +118,8 @@ def coverage_table(cases) -> pd.DataFrame:
 def summarise(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return (
         frame.groupby([*by, "method"])
-        .agg(regret=("regret", "mean"), violations=("violation", "mean"), decisions=("regret", "size"))
+        .agg(regret=("regret", "mean"), violations=("violation", "mean"),
+             regret_clear=("regret_clear", "mean"), decisions=("regret", "size"))  # fmt: skip
         .reset_index()
     )
 
