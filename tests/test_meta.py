@@ -381,6 +381,7 @@ def test_cli_suggest_and_evaluate(capsys, table_path):
         "2%,5%",
     )
     assert code == 0 and "mean regret" in out and "5.0%" in out
+    assert "coverage of the one-sided accuracy bound on hidden configurations" in out and "at 90%" in out
 
 
 def _write(tmp_path, frame: pd.DataFrame | str) -> str:

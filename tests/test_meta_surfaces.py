@@ -133,3 +133,18 @@ def test_evaluate_reports_coverage_at_three_levels(fitted_cases):
     assert set(ev.coverage) == {0.9, 0.8, 0.5}
     assert all(0.0 <= v <= 1.0 for v in ev.coverage.values())
     assert set(ev.to_dict()["coverage"]) == {"90%", "80%", "50%"}
+
+
+def test_regret_against_the_clear_oracle_forgives_the_knife_edge():
+    case = make_case("smooth", 7)
+    floor = case.grid["accuracy"].iloc[baseline_index(case.grid)] - 0.02
+    within = case.grid[case.grid["accuracy"] >= floor]
+    edge = int(within["throughput"].idxmax())
+    assert regret_of(case, floor, edge) == (0.0, False)
+    clear = case.grid[case.grid["accuracy"] >= floor + 0.005]
+    runner = int(clear["throughput"].idxmax())
+    assert regret_of(case, floor, runner, margin=0.005) == (0.0, False)
+    assert regret_of(case, floor, runner)[0] >= 0.0
+    below = case.grid[case.grid["accuracy"] < floor].index
+    if len(below):
+        assert regret_of(case, floor, int(below[0]), margin=0.005) == (1.0, True)
