@@ -44,6 +44,7 @@ ESTIMATE_KEYS = {
     "measured",
     "measured_accuracy",
     "measured_throughput",
+    "probability_within_budget",
 }
 TOP_KEYS = {
     "budget",

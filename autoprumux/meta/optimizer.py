@@ -60,6 +60,7 @@ class ConfigEstimate:
     measured: bool
     measured_accuracy: float | None
     measured_throughput: float | None
+    probability_within_budget: float = math.nan  # P(true accuracy >= floor), 0 when collapsed
 
     def to_dict(self) -> dict:
         """The JSON object of one configuration (`measured_*` are null when not measured)."""
@@ -286,6 +287,7 @@ def _estimate(row) -> ConfigEstimate:
         measured=bool(row["measured"]),
         measured_accuracy=None if not row["measured"] else float(row["measured_accuracy"]),
         measured_throughput=None if not row["measured"] else float(row["measured_throughput"]),
+        probability_within_budget=float(row["p_feasible"]),
     )
 
 

@@ -68,6 +68,7 @@ def _estimate_row(label: str, e: ConfigEstimate) -> list[str]:
         f"{e.accuracy:.4f} [{e.accuracy_low:.4f}, {e.accuracy_high:.4f}]",
         f"{e.throughput:,.0f} [{e.throughput_low:,.0f}, {e.throughput_high:,.0f}]",
         f"{e.speedup:.2f}x",
+        f"{e.probability_within_budget:.0%}",
         measured,
     ]
 
@@ -85,6 +86,7 @@ def format_recommendation(rec: Recommendation) -> str:
         "accuracy [low, high]",
         "examples/s [low, high]",
         "speedup",
+        "P(within budget)",
         "measured (acc, examples/s)",
     ]
     rows = [_estimate_row("recommended" if rec.feasible else "baseline", rec.recommendation)]
