@@ -64,8 +64,11 @@ class Suggestions:
         return out
 
 
-def constrained_expected_improvement(scored: pd.DataFrame, floor: float, incumbent: float) -> np.ndarray:
-    """E[max(T - incumbent, 0)] * P(accuracy >= floor) per row, T log-normal (examples/s)."""
+def constrained_expected_improvement(scored: pd.DataFrame, incumbent: float) -> tuple[np.ndarray, np.ndarray]:
+    """E[max(T - incumbent, 0)] * P(accuracy >= floor) per row of `score_candidates` output, T
+    log-normal (examples/s). Expected improvement of the constrained optimum: a configuration
+    only improves on the incumbent if it is faster and within the budget, and the two are
+    modelled independently."""
     mu, sigma = np.log(scored["throughput"].to_numpy()), scored["log_throughput_std"].to_numpy()
     normal = NormalDist()
     cdf = np.vectorize(normal.cdf)
@@ -73,8 +76,7 @@ def constrained_expected_improvement(scored: pd.DataFrame, floor: float, incumbe
     d2 = (mu - math.log(incumbent)) / safe
     gain = np.exp(mu + sigma**2 / 2) * cdf(d2 + sigma) - incumbent * cdf(d2)
     gain = np.where(sigma > 1e-12, gain, np.maximum(np.exp(mu) - incumbent, 0.0))
-    acc_sd = np.maximum(scored["accuracy_std"].to_numpy(), 1e-12)
-    p_feasible = cdf((scored["accuracy"].to_numpy() - floor) / acc_sd)
+    p_feasible = scored["p_feasible"].to_numpy()  # 0 where a collapsed measurement rules it out
     return np.maximum(gain, 0.0) * p_feasible, p_feasible
 
 
@@ -137,7 +139,7 @@ def _greedy_picks(
     remaining = candidates
     while len(picks) < n and not remaining.empty:
         scored = score_candidates(models, remaining, floor, confidence, results)
-        score, p_feasible = constrained_expected_improvement(scored, floor, incumbent)
+        score, p_feasible = constrained_expected_improvement(scored, incumbent)
         i = int(np.argmax(score))
         row = scored.iloc[i]
         picks.append(_suggestion(row, score[i], p_feasible[i], incumbent, results))
