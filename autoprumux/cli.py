@@ -63,6 +63,19 @@ def _positive_int(flag: str) -> Callable[[str], int]:
     return parse
 
 
+def _non_negative_float(flag: str) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not number >= 0 or number == float("inf"):
+            raise _UsageError(f"{flag} = {value!r} is invalid; expected a number of seconds >= 0")
+        return number
+
+    return parse
+
+
 # ---------------------------------------------------------------------------------------------
 # handlers: each calls the library and prints
 
@@ -148,7 +161,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from autoprumux.sweep.engine import run_worker
 
     spec = _load_spec(args)
-    print(run_worker(spec, device=args.device, progress=print))
+    print(run_worker(spec, device=args.device, progress=print, wait_s=args.wait))
     return 0
 
 
@@ -340,6 +353,8 @@ def _add_sweep_commands(sub) -> None:
     p.add_argument("spec", help="sweep spec (TOML)")
     p.add_argument("--storage", required=True, help="the sweep's Optuna storage URL")
     p.add_argument("--device", help="cpu or cuda")
+    p.add_argument("--wait", type=_non_negative_float("--wait"), default=600.0, metavar="SECONDS",
+                   help="wait this long for the sweep to be started by `autoprumux sweep` (default 600; 0: not at all)")
     p.set_defaults(handler=_cmd_worker)
 
     p = sub.add_parser("status", help="done / running / waiting / failed trials of a sweep")

@@ -33,3 +33,7 @@ class ModelError(AutoprumuxError):
 
 class StorageError(AutoprumuxError):
     """An Optuna storage URL is malformed or unreachable."""
+
+
+class SweepNotStarted(StorageError):
+    """The storage holds no such sweep yet (no database file, no Optuna tables, or no study)."""

@@ -302,10 +302,10 @@ def test_remeasure_needs_a_started_sweep(tmp_path, capsys):
 def test_worker_needs_an_existing_sweep_with_the_same_settings(tmp_path, capsys):
     spec_path = write_spec(tmp_path, "w")
     spec = load_spec(spec_path)
-    assert main(["worker", str(spec_path), "--storage", spec.storage_url]) == 2
+    assert main(["worker", str(spec_path), "--storage", spec.storage_url, "--wait", "0"]) == 2
     assert "does not exist" in capsys.readouterr().err
     prepare_sweep(spec)
-    assert main(["worker", str(spec_path), "--storage", spec.storage_url.replace("study.db", "other.db")]) == 2
+    assert main(["worker", str(spec_path), "--storage", spec.storage_url.replace("study.db", "other.db"), "--wait", "0"]) == 2
     other = spec_path.read_text().replace("[finetune]\nepochs = 1", "[finetune]\nepochs = 3")
     spec_path.write_text(other)
     with pytest.raises(SpecError, match=r"finetune.epochs: 1.0 in the study, 3.0 in the spec"):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,12 +26,12 @@ from pathlib import Path
 
 import optuna
 
-from autoprumux.errors import StorageError
+from autoprumux.errors import StorageError, SweepNotStarted
 from autoprumux.spec import SweepSpec
 from autoprumux.sweep.export import results_frame
 from autoprumux.sweep.plan import plan_sweep
 from autoprumux.sweep.provenance import write_provenance
-from autoprumux.sweep.storage import open_storage, redact_url, sqlite_path
+from autoprumux.sweep.storage import open_storage, redact_url, sqlite_path, storage_lock
 from autoprumux.sweep.store import stage_counts
 from autoprumux.sweep.study import (
     create_sweep_study,
@@ -39,7 +40,15 @@ from autoprumux.sweep.study import (
     queue_missing_points,
     trials_by_point,
 )
-from autoprumux.sweep.worker import Pipeline, Reporter, WorkerReport, _quiet, fail_dead_workers_trials, work
+from autoprumux.sweep.worker import (
+    Pipeline,
+    Reporter,
+    WorkerReport,
+    _quiet,
+    _sigterm_as_interrupt,
+    fail_dead_workers_trials,
+    work,
+)
 from autoprumux.table import write_table
 
 
@@ -82,14 +91,14 @@ def sweep_status(spec: SweepSpec) -> SweepStatus:
         stages_built=counts.built,
         stages_reused=counts.reused,
     )
-    db_file = sqlite_path(spec.storage_url)
-    if db_file is not None and not db_file.is_file():
-        return SweepStatus(**common, started=False, points=len(planned), done=0, running=0, waiting=0,
-                           failed=0, not_queued=len(planned))
-    storage = open_storage(spec.storage_url)
-    if spec.name not in optuna.study.get_all_study_names(storage):
-        return SweepStatus(**common, started=False, points=len(planned), done=0, running=0, waiting=0,
-                           failed=0, not_queued=len(planned))
+    not_started = SweepStatus(**common, started=False, points=len(planned), done=0, running=0, waiting=0,
+                              failed=0, not_queued=len(planned))
+    try:  # reads only: a storage without Optuna's tables is a sweep that has not started
+        storage = open_storage(spec.storage_url)
+        if spec.name not in optuna.study.get_all_study_names(storage):
+            return not_started
+    except SweepNotStarted:
+        return not_started
     study = load_sweep_study(spec, storage)
     groups = trials_by_point(study)
     states = Counter(point_state(p, groups.get(p, [])).state for p in planned | set(groups))
@@ -112,7 +121,7 @@ def _not_found(name: str, storage: str) -> str:
     db_file = sqlite_path(storage)
     if db_file is not None and not db_file.is_file():
         return f"there is no database file {str(db_file)!r}"
-    return f"the storage holds no study named {name!r}"
+    return f"the storage holds no study named {name!r}"  # or no Optuna tables at all
 
 
 def format_status(status: SweepStatus) -> str:
@@ -239,8 +248,11 @@ def _run_local_workers(
         for process in processes:
             process.join()
     except KeyboardInterrupt:
-        for process in processes:  # they got the Ctrl-C too; give them time to requeue their trials
-            process.join(timeout=10)
+        for process in processes:  # a Ctrl-C sent to this process alone must reach them too
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
+        for process in processes:  # give them time to requeue their trials
+            process.join(timeout=30)
         for process in processes:
             if process.is_alive():
                 process.terminate()
@@ -255,10 +267,11 @@ def prepare_sweep(spec: SweepSpec) -> tuple[optuna.Study, object, list[tuple[int
     Returns the study, its storage and the points queued now. This is the only place that queues.
     """
     _quiet_optuna()
-    storage = open_storage(spec.storage_url, spec.workers, create=True)
-    study = create_sweep_study(spec, storage)
-    fail_dead_workers_trials(study)
-    queued = queue_missing_points(study, plan_sweep(spec))
+    with storage_lock(spec.storage_url):  # sweeps started together create and queue once
+        storage = open_storage(spec.storage_url, spec.workers, create=True)
+        study = create_sweep_study(spec, storage)
+        fail_dead_workers_trials(study)
+        queued = queue_missing_points(study, plan_sweep(spec))
     return study, storage, queued
 
 
@@ -299,7 +312,8 @@ def run_sweep(
             summary: WorkerReport = work(spec, study, storage, device=device, pipeline=pipeline, report=report)
             report(str(summary))
         else:
-            exit_codes = _run_local_workers(spec, workers, device, pipeline, report)
+            with _sigterm_as_interrupt():
+                exit_codes = _run_local_workers(spec, workers, device, pipeline, report)
     finally:
         frame = results_frame(spec, study)
         write_table(frame, spec.table_path)
@@ -343,12 +357,30 @@ def run_worker(
     device: str | None = None,
     progress: Reporter | None = None,
     pipeline: Pipeline | None = None,
+    wait_s: float = 0.0,
 ) -> WorkerReport:
-    """Join an existing sweep (started by `run_sweep`) and work until nothing is left to do."""
+    """Join a sweep (started by `run_sweep`) and work until nothing is left to do.
+
+    A worker may start before the sweep exists (a job array launching the sweep and its workers
+    together): it waits up to `wait_s` seconds for the sweep's study to appear, then raises
+    `SweepNotStarted`.
+    """
     _quiet_optuna()
-    storage = open_storage(spec.storage_url, spec.workers)
-    study = load_sweep_study(spec, storage)
-    return work(spec, study, storage, device=device, pipeline=pipeline, report=progress)
+    report = progress or _quiet
+    deadline, said = time.monotonic() + wait_s, False
+    while True:
+        try:
+            storage = open_storage(spec.storage_url, spec.workers)
+            study = load_sweep_study(spec, storage)
+            break
+        except SweepNotStarted:
+            if time.monotonic() >= deadline:
+                raise
+            if not said:
+                report(f"waiting up to {wait_s:.0f} s for sweep {spec.name!r} to start in {redact_url(spec.storage_url)}")
+                said = True
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+    return work(spec, study, storage, device=device, pipeline=pipeline, report=report)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from autoprumux.errors import SpecError, StorageError
+from autoprumux.errors import SpecError, StorageError, SweepNotStarted
 from autoprumux.spec import SweepSpec, settings_to_dict
 from autoprumux.sweep.plan import SweepPlan
 from autoprumux.sweep.storage import redact_url
@@ -90,7 +90,7 @@ def load_sweep_study(spec: SweepSpec, storage) -> optuna.Study:
             study_name=spec.name, storage=storage, sampler=optuna.samplers.RandomSampler()
         )
     except KeyError:
-        raise StorageError(
+        raise SweepNotStarted(
             f"no sweep named {spec.name!r} in {redact_url(storage.url)}; start it with "
             f"`autoprumux sweep {spec.source or 'SPEC'} --storage URL`"
         ) from None
@@ -191,10 +191,22 @@ def duplicate_of(study: optuna.Study, number: int, point: Point) -> FrozenTrial 
 
 
 def requeue(study: optuna.Study, failed: FrozenTrial) -> None:
-    """Queue a new WAITING copy of a failed trial that points back at it (as heartbeat retries do)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(study, failed)
+    """Queue a new WAITING copy of an interrupted trial that points back at it.
+
+    An interrupt (Ctrl-C, SIGTERM) is not a failure of the point: unlike a heartbeat retry, the
+    copy keeps the retry history it had, so interrupts never use up `max_retries`.
+    """
+    system_attrs = {"failed_trial": failed.number, **failed.system_attrs}
+    system_attrs["retry_history"] = list(failed.system_attrs.get("retry_history", []))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=failed.params,
+            distributions=failed.distributions,
+            user_attrs=failed.user_attrs,
+            system_attrs=system_attrs,
+        )
+    )
 
 
 def retried_from(trial: FrozenTrial) -> int | None:

@@ -3,8 +3,12 @@
 The worker keeps a heartbeat on its running trial; between trials it fails the trials of dead
 workers (`optuna.storages.fail_stale_trials`), whose retry callback queues them again. It stops
 when nothing is waiting and nothing is running anywhere (a running trial may still die and come
-back as a retry). Ctrl-C or SIGTERM fails the running trial as "interrupted" and queues it again,
-so the study stays consistent and the next run continues with it.
+back as a retry). Ctrl-C or SIGTERM fails the running trial as "interrupted" and queues it again
+(without using up a retry), so the study stays consistent and the next run continues with it.
+
+A finished result is never lost: it is written to the trial's folder (`metrics.json`) before it
+is told to the study. If the worker then loses the storage for good, or dies, the point's retry
+finds the result there and reports it instead of training again.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from autoprumux.spec import SweepSpec
 from autoprumux.sweep.export import export_table
 from autoprumux.sweep.store import StageStore
-from autoprumux.sweep.study import OBJECTIVES, claim_next_trial, duplicate_of, requeue
+from autoprumux.sweep.study import OBJECTIVES, claim_next_trial, duplicate_of, requeue, retried_from
+from autoprumux.table import write_text
 
+METRICS_FILE = "metrics.json"  # what `autoprumux train` writes, and what a worker writes if a pipeline did not
 Reporter = Callable[[str], None]
 Pipeline = Callable[..., dict]
 
@@ -139,6 +145,26 @@ def _fail(study: optuna.Study, trial: optuna.Trial, error: str, **attrs) -> None
         pass  # already failed as stale by another worker
 
 
+def _recorded_result(trial: FrozenTrial) -> tuple[dict, list[float]] | None:
+    """The finished metrics an earlier attempt at this point left in its folder, if any.
+
+    A retry starts with a copy of the failed trial's attributes, so `run_dir` names the folder
+    of the attempt it retries.
+    """
+    run_dir = trial.user_attrs.get("run_dir")
+    if not run_dir or retried_from(trial) is None:
+        return None
+    try:
+        metrics = json.loads((Path(run_dir) / METRICS_FILE).read_text())
+        values = _objective_values(metrics)
+    except (OSError, ValueError):
+        return None
+    for metric, param in (("mux", "mux"), ("sparsity_target", "sparsity")):  # the same point
+        if metric in metrics and float(metrics[metric]) != float(trial.params[param]):
+            return None
+    return metrics, values
+
+
 def run_trial(
     spec: SweepSpec,
     study: optuna.Study,
@@ -158,6 +184,10 @@ def run_trial(
         _fail(study, trial, f"duplicate of trial {other.number} ({other.state.name}); not run", skipped=True)
         report(f"{label} skipped: trial {other.number} covers this point")
         return "SKIPPED"
+    recorded = _recorded_result(storage.get_trial(trial._trial_id))
+    if recorded is not None:
+        report(f"{label}: the attempt it retries had finished ({trial.user_attrs['run_dir']}); reporting that result")
+        return _tell_finished(study, trial, *recorded, label=label, started=time.monotonic(), report=report)
     out_dir = spec.results_path / "trials" / f"{trial.number:04d}-N{mux}-s{sparsity:g}"
     for stale in ("error", "traceback"):  # a retry starts with a copy of the failed trial's attributes
         if trial.user_attrs.get(stale) is not None:
@@ -171,6 +201,8 @@ def run_trial(
             raw = pipeline(spec.training, mux, sparsity, Path(out_dir), device=device, store=store, progress=False)
             metrics = _jsonable(raw)
             values = _objective_values(metrics)
+            if not (out_dir / METRICS_FILE).is_file():  # the result is on disk before the study hears of it
+                write_text(out_dir / METRICS_FILE, json.dumps(metrics, indent=1))
         except KeyboardInterrupt:
             _fail(study, trial, "interrupted (Ctrl-C or SIGTERM); queued again")
             requeue(study, storage.get_trial(trial._trial_id))
@@ -181,15 +213,22 @@ def run_trial(
             _fail(study, trial, message, traceback=traceback.format_exc()[-8000:])
             report(f"{label} FAILED after {time.monotonic() - start:.0f} s: {message}")
             return TrialState.FAIL.name
+    return _tell_finished(study, trial, metrics, values, label=label, started=start, report=report)
+
+
+def _tell_finished(
+    study: optuna.Study, trial: optuna.Trial, metrics: dict, values: list[float], *, label: str,
+    started: float, report: Reporter,
+) -> str:
     try:
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
         study.tell(trial, values)
     except optuna.exceptions.UpdateFinishedTrialError:
-        report(f"{label} was declared dead while running (no heartbeat); its retry reuses the cached stages")
+        report(f"{label} was declared dead while running (no heartbeat); its retry reports this result")
         return TrialState.FAIL.name
     report(
-        f"{label} finished in {time.monotonic() - start:.0f} s: accuracy {values[0]:.4f}, "
+        f"{label} finished in {time.monotonic() - started:.0f} s: accuracy {values[0]:.4f}, "
         f"throughput {values[1]:.1f} examples/s"
     )
     return TrialState.COMPLETE.name

@@ -1,0 +1,1 @@
+"""Helpers for testing autoprumux against real services (as `optuna.testing`)."""
