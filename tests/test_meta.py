@@ -308,11 +308,9 @@ def test_suggestions_are_unmeasured_distinct_and_explained(fitted):
     assert not set(points) & measured
     assert all("expected gain" in s.reason for s in sug.suggestions)
     assert sug.suggestions[0].expected_gain > 0
-    assert sug.incumbent["throughput"] == pytest.approx(
-        results.configurations.loc[
-            results.configurations["accuracy"] >= sug.accuracy_floor, "throughput"
-        ].max()
-    )
+    rec = recommend(results, "3%", models=models, sparsity_choices=sorted(
+        {*np.round(np.arange(0.0, 0.95, 0.05), 6), *results.configurations["sparsity"]}))  # fmt: skip
+    assert (sug.incumbent["mux"], sug.incumbent["sparsity"]) == (rec.recommendation.mux, rec.recommendation.sparsity)
 
 
 def test_models_are_saved_beside_the_table_and_refitted_when_it_changes(table_path):

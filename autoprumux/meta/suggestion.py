@@ -1,8 +1,9 @@
 """Which configurations to train next: constrained expected improvement over the candidates.
 
-A candidate's score is the expected gain in throughput over the best configuration measured to
-meet the floor (log-normal predictive throughput), times the probability that its accuracy meets
-the floor. After each pick, the models are refitted with the pick's predicted values as if it had
+A candidate's score is the expected improvement of the constrained optimum: the expected gain in
+throughput (log-normal predictive throughput) over what `recommend` would pick now (the incumbent:
+the fastest candidate whose accuracy bound meets the floor, at its measured throughput when it was
+measured), times the probability that the candidate's accuracy meets the floor. After each pick, the models are refitted with the pick's predicted values as if it had
 been measured ("kriging believer"), and picks keep a minimum sparsity distance within one N, so
 the K suggestions spread out instead of piling up at one spot.
 """
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from autoprumux.meta.budget import DEFAULT_CONFIDENCE, accuracy_floor, parse_budget
-from autoprumux.meta.optimizer import candidate_configurations, check_confidence, score_candidates
+from autoprumux.meta.optimizer import candidate_configurations, check_confidence, choose, score_candidates
 from autoprumux.meta.results import Results
 from autoprumux.meta.selection import FittedModels, fit_performance_models
 
@@ -46,8 +47,8 @@ class Suggestion:
 
 @dataclass(frozen=True)
 class Suggestions:
-    """What `suggest` returns: the floor, the incumbent (best measured configuration within the
-    floor: mux, sparsity, throughput) and the suggestions, best first."""
+    """What `suggest` returns: the floor, the incumbent (what `recommend` would pick now: mux,
+    sparsity, throughput) and the suggestions, best first."""
 
     budget: float
     relative: bool
@@ -80,6 +81,20 @@ def constrained_expected_improvement(scored: pd.DataFrame, incumbent: float) -> 
     return np.maximum(gain, 0.0) * p_feasible, p_feasible
 
 
+def constrained_optimum(models, candidates: pd.DataFrame, floor, confidence, results: Results) -> dict:
+    """What `recommend` would pick among `candidates` now (mux, sparsity, and its throughput:
+    measured, else predicted), or the baseline when nothing is feasible. Suggestions are scored
+    by how much they are expected to improve on it: measuring a point matters when it could move
+    the recommendation, not only when it could beat the best row measured so far."""
+    scored = score_candidates(models, candidates, floor, confidence, results)
+    pick = choose(scored)
+    if pick is None:
+        return {"mux": 1, "sparsity": 0.0, "throughput": float(results.baseline_throughput or 1e-9)}
+    row = scored.loc[pick]
+    throughput = row["measured_throughput"] if row["measured"] else row["throughput"]
+    return {"mux": int(row["mux"]), "sparsity": float(row["sparsity"]), "throughput": float(throughput)}
+
+
 def suggest(
     results: Results,
     budget: str | float,
@@ -92,8 +107,8 @@ def suggest(
     sparsity_choices: Sequence[float] | None = None,
     sparsity_step: float = SUGGEST_STEP,
 ) -> Suggestions:
-    """The `n` unmeasured configurations whose measurement would most likely raise the best
-    throughput within the budget. Candidates: the table's N (or `mux_choices`) x sparsities in
+    """The `n` unmeasured configurations whose measurement is expected to raise the recommended
+    throughput within the budget most. Candidates: the table's N (or `mux_choices`) x sparsities in
     steps of `sparsity_step` up to one step past the highest measured one (or `sparsity_choices`).
     """
     budget = parse_budget(budget)
@@ -105,17 +120,8 @@ def suggest(
         top = min(float(configs["feature_sparsity"].max()) + sparsity_step, 0.99)
         sparsity_choices = list(np.round(np.arange(0.0, top + 1e-9, sparsity_step), 6))
     candidates = candidate_configurations(results, mux_choices, sparsity_choices)
+    incumbent = constrained_optimum(models, candidates, floor, confidence, results)
     candidates = candidates[~candidates["measured"]].reset_index(drop=True)
-    good = configs[(configs["accuracy"] >= floor) & ~configs["collapsed"]]
-    if good.empty:
-        incumbent = {"mux": 1, "sparsity": 0.0, "throughput": float(results.baseline_throughput or 1e-9)}
-    else:
-        best = good.loc[good["throughput"].idxmax()]
-        incumbent = {
-            "mux": int(best["mux"]),
-            "sparsity": float(best["sparsity"]),
-            "throughput": float(best["throughput"]),
-        }
     picks = _greedy_picks(models, candidates, floor, confidence, incumbent["throughput"], n, results)
     return Suggestions(
         budget=budget,
@@ -169,7 +175,7 @@ def _suggestion(row, score, p_feasible, incumbent, results: Results) -> Suggesti
         else "between measured points"
     )
     reason = (
-        f"{where}: predicted {row['throughput']:.0f} examples/s ({ratio:.2f}x the best measured within budget) "
+        f"{where}: predicted {row['throughput']:.0f} examples/s ({ratio:.2f}x the current recommendation) "
         f"at accuracy {row['accuracy']:.4f} ± {row['accuracy_std']:.4f}; P(within budget) {p_feasible:.0%}; "
         f"expected gain {score:.0f} examples/s"
     )
