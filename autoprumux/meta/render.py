@@ -114,8 +114,8 @@ def format_suggestions(sug: Suggestions) -> str:
     inc = sug.incumbent
     lines = [
         f"table: {sug.models['table']}",
-        f"budget {format_budget(sug.budget, sug.relative)}: floor {sug.accuracy_floor:.4f}; current recommendation: "
-        f"budget: N={inc['mux']}, s={inc['sparsity']:.2f} at {inc['throughput']:,.0f} examples/s",
+        f"budget {format_budget(sug.budget, sug.relative)}: floor {sug.accuracy_floor:.4f}; what recommend picks now "
+        f"(the incumbent): N={inc['mux']}, s={inc['sparsity']:.2f} at {inc['throughput']:,.0f} examples/s",
         "",
     ]
     rows = [
