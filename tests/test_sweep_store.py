@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from autoprumux.sweep.store import StageStore, stage_counts
+from autoprumux.sweep.store import StageStore, process_identity, stage_counts
 
 
 def _write_stage(marker_dir, delay=0.0):
@@ -71,12 +71,13 @@ def test_concurrent_processes_build_once(tmp_path):
     assert len((tmp_path / "builds.txt").read_text().split()) == 1
 
 
-def _plant_lock(root, key, pid, host, scratch):
+def _plant_lock(root, key, pid, host, scratch, **identity):
     locks = root / ".locks"
     locks.mkdir(parents=True)
     scratch.mkdir(parents=True)
     lock = locks / f"{key}.lock"
-    lock.write_text(json.dumps({"pid": pid, "host": host, "token": "x", "scratch": str(scratch)}))
+    owner = {**process_identity(), "pid": pid, "host": host, **identity}
+    lock.write_text(json.dumps({**owner, "token": "x", "scratch": str(scratch)}))
     return lock
 
 
@@ -131,3 +132,21 @@ def test_live_lock_is_respected_while_its_heartbeat_is_fresh(tmp_path):
     assert path == root / "k"
     assert (store.built, store.reused) == (0, 1)
     assert not (tmp_path / "builds.txt").exists()
+
+
+def test_a_dead_pid_in_another_pid_namespace_of_the_same_host_is_not_a_dead_lock(tmp_path):
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    root = tmp_path / "a"
+    # Another container on this host (same host name, its own pid namespace): its pid means
+    # nothing here, so only the heartbeat can make its lock stale.
+    lock = _plant_lock(root, "k", dead.pid, socket.gethostname(), root / ".building" / "k.other",
+                       pid_namespace="pid:[4026530000]")
+    store = StageStore(root, stale_after_s=1.0, poll_s=0.05)
+    start = time.monotonic()
+    store.run_once("k", _write_stage(tmp_path))
+    assert time.monotonic() - start > 0.8  # it waited for the heartbeat to age
+    assert not lock.exists()
+

@@ -3,10 +3,12 @@
 A stage's output lives in `<root>/<stage key>/`, where the key hashes everything that determines
 it (`autoprumux.train.plan.stage_chain`). `StageStore.run_once(key, build)` returns that folder,
 building it first if it does not exist. Who builds is decided by a lock file created with
-`O_CREAT | O_EXCL` (atomic also on NFS v3+), holding the owner's host, pid and build folder; the
+`O_CREAT | O_EXCL` (atomic also on NFS v3+), holding the owner's identity and build folder; the
 owner touches it every `heartbeat_s` seconds. A lock counts as stale when its mtime is older than
-`stale_after_s` or its owner is a dead process on this host; stale locks are broken (and the dead
-owner's half-built folder removed). Builds go to a private folder that is renamed into place
+`stale_after_s`, or when its owner is a dead process *of this process table*: same host name,
+same boot and same pid namespace. Two containers can share a host name (`--network host`) while
+their pids live in different namespaces, so a pid alone says nothing about a lock from the other.
+Stale locks are broken (and the dead owner's half-built folder removed). Builds go to a private folder that is renamed into place
 atomically, so a reader never sees a half-written stage, and if two builders ever race (a lock
 broken while its owner was only slow) the first rename wins and the other output is discarded.
 
@@ -28,6 +30,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LOG_NAME = "stages.jsonl"
+
+
+def _read_or_empty(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def process_identity() -> dict:
+    """Who holds a lock: host name, boot id and pid namespace (what makes a pid meaningful), pid."""
+    try:
+        pid_namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pid_namespace = ""
+    return {
+        "host": socket.gethostname(),
+        "boot": _read_or_empty("/proc/sys/kernel/random/boot_id"),
+        "pid_namespace": pid_namespace,
+        "pid": os.getpid(),
+    }
+
+
+def _same_process_table(info: dict, mine: dict) -> bool:
+    return all(info.get(key) == mine[key] for key in ("host", "boot", "pid_namespace"))
 
 
 def _process_is_dead(pid: int) -> bool:
@@ -52,7 +79,7 @@ class _LockFile:
         self.path = path
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
-        self.payload = {**payload, "host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
+        self.payload = {**payload, **process_identity(), "token": uuid.uuid4().hex}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -94,7 +121,7 @@ class _LockFile:
         if time.time() - mtime > self.stale_after_s:
             return True
         pid = info.get("pid")
-        return info.get("host") == socket.gethostname() and isinstance(pid, int) and _process_is_dead(pid)
+        return _same_process_table(info, self.payload) and isinstance(pid, int) and _process_is_dead(pid)
 
     def break_if_stale(self) -> dict | None:
         """Remove the current lock if its owner is gone; returns the broken lock's payload."""
