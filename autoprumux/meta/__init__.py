@@ -9,6 +9,8 @@ Works on any results table with columns mux, sparsity, accuracy (fraction) and t
     print(recommend(results, "3%", models=models).to_dict())
 
 Names load lazily, so `from autoprumux.meta import parse_budget` does not import scikit-learn.
+`surfaces.suite()` generates held-out tables with known truth (the recommender benchmarks and
+`tests/test_meta_surfaces.py` use them).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ _EXPORTS = {
     "autoprumux.meta.budget": ("parse_budget", "accuracy_floor", "format_budget"),
     "autoprumux.meta.results": ("Results", "load_results", "results_from_frame", "default_table_path"),
     "autoprumux.meta.models": ("SeparableModel", "PolynomialRidgeModel", "GaussianProcessModel"),
+    "autoprumux.meta.structured": ("MonotoneGPModel", "AdditiveThroughputModel"),
+    "autoprumux.meta.surfaces": ("Surface", "make_case", "suite"),
     "autoprumux.meta.selection": (
         "FittedModels",
         "TargetModel",

@@ -3,9 +3,11 @@
 Importing scikit-learn costs about a second of CPU, most of `recommend`'s start-up. `save_models`
 therefore also writes `performance_models.npz` beside the table: each chosen model's parameters
 as numpy arrays (no pickle), and this module predicts from them with numpy alone: the separable
-model's formula, the ridge pipeline's standardise -> polynomial -> standardise -> linear map, and
-the GP posterior mean and std (Matern with nu in {0.5, 1.5, 2.5, inf} + white noise on the
-linear-trend residual). `tests/test_meta_models.py` checks the results equal scikit-learn's.
+model's formula, the ridge pipeline's standardise -> polynomial -> standardise -> linear map, the
+GP posterior mean and std (Matern with nu in {0.5, 1.5, 2.5, inf} + white noise on the
+linear-trend residual), the monotone trend + residual GP (`structured.MonotoneGPModel`, with the
+trend's own variance) and the additive throughput model with its FLOPs part. Stds are multiplied
+by the saved calibration factor. `tests/test_meta_models.py` checks the results equal scikit-learn's.
 """
 
 from __future__ import annotations

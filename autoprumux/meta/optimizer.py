@@ -1,14 +1,16 @@
 """The constrained optimizer: the fastest (N, s) whose accuracy stays within the budget.
 
-Over the candidate configurations, maximise predicted throughput subject to the accuracy lower
-confidence bound (one-sided, at `confidence`) >= the floor; a measured configuration must also
-have met the floor when it was measured. Near-ties (within `near_tie` of the best predicted
-throughput) go to a measured configuration.
+Over the candidate configurations, maximise predicted throughput subject to
+P(true accuracy >= floor) >= `confidence`, i.e. the one-sided lower bound at `confidence` meets
+the floor; a measured configuration must also have met the floor when it was measured, and a
+configuration a collapsed (chance-level) measurement rules out is infeasible (`collapse.py`).
+Near-ties (within `near_tie` of the best predicted throughput) go to a measured configuration.
 
-A measured configuration is known better than the model's prediction there: when the table
-says how many examples its accuracy was measured on (`eval_examples`), its accuracy estimate is
-the measurement with its binomial standard error, so that a model whose cross-validated error is
-large (an error made at other points) does not hide a point measured well within budget.
+The probability comes from the accuracy model's predictive distribution of the true accuracy. A
+model with its own std (the GP-based ones) was fitted with each row's binomial measurement
+variance (from `eval_examples`), so at a measured point its posterior already combines the
+measurement with its neighbours. For a model without one, a measured configuration whose
+standard error is known is estimated by the measurement itself (`accuracy_estimates`).
 """
 
 from __future__ import annotations
