@@ -26,11 +26,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
+from autoprumux.meta.budget import DEFAULT_CONFIDENCE
 from autoprumux.meta.models import GaussianProcessModel
 from autoprumux.meta.optimizer import recommend
 from autoprumux.meta.replay import COVERAGE_LEVELS, baseline_index, coverage, grid_index, replay
 from autoprumux.meta.results import mux_sparsity_features, results_from_frame
-from autoprumux.meta.budget import DEFAULT_CONFIDENCE
 from autoprumux.meta.selection import default_candidates, fit_performance_models
 from autoprumux.meta.surfaces import FAMILIES, suite
 
