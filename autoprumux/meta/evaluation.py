@@ -123,8 +123,14 @@ def evaluate(
         confidence=confidence,
         relative=relative,
         source=results.source,
-        coverage=dict(zip(COVERAGE_LEVELS, np.vstack(covered).mean(axis=0).tolist(), strict=True)),
+        coverage=_coverage_shares(np.vstack(covered)),
     )
+
+
+def _coverage_shares(covered: np.ndarray) -> dict[float, float]:
+    """Share covered per level (NaN when no hidden configuration could be checked)."""
+    shares = covered.mean(axis=0) if len(covered) else np.full(len(COVERAGE_LEVELS), np.nan)
+    return dict(zip(COVERAGE_LEVELS, shares.tolist(), strict=True))
 
 
 def _covered(models, hidden: pd.DataFrame) -> np.ndarray:
