@@ -11,12 +11,11 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-from _sweep_claimer import claim_all
 from optuna.trial import TrialState
 
 from autoprumux.cli import main
 from autoprumux.errors import SpecError, StorageError
-from autoprumux.spec import load_spec, spec_from_dict
+from autoprumux.spec import load_spec
 from autoprumux.sweep.engine import (
     LocalWorker,
     _local_worker_main,
@@ -29,9 +28,8 @@ from autoprumux.sweep.engine import (
     sweep_status,
 )
 from autoprumux.sweep.plan import plan_sweep
-from autoprumux.sweep.storage import open_storage
 from autoprumux.sweep.store import stage_counts
-from autoprumux.sweep.study import claim_next_trial, create_sweep_study, queue_missing_points
+from autoprumux.sweep.study import claim_next_trial
 from autoprumux.table import read_table
 
 POINTS = {(1, 0.0), (2, 0.0), (1, 0.5), (2, 0.5)}  # the 2x2 grid; it contains the baseline (1, 0)
@@ -105,23 +103,6 @@ def load_study(spec):
 
 # ---------------------------------------------------------------------------------------------
 # claiming
-
-
-def test_concurrent_claims_on_sqlite_are_exactly_once(tmp_path):
-    spec = spec_from_dict({"name": "claims", "results_dir": str(tmp_path), "grid": {"mux": [1, 2, 3, 4], "sparsity": [0.0, 0.3, 0.5, 0.7, 0.9]}})
-    storage = open_storage(spec.storage_url, spec.workers, create=True)
-    study = create_sweep_study(spec, storage)
-    assert len(queue_missing_points(study, plan_sweep(spec))) == 20
-    assert queue_missing_points(study, plan_sweep(spec)) == []  # queued once, however often asked
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    processes = [context.Process(target=claim_all, args=(spec.storage_url, spec.name, queue)) for _ in range(4)]
-    for process in processes:
-        process.start()
-    claimed = [n for _ in processes for n in queue.get(timeout=120)]
-    for process in processes:
-        process.join()
-    assert sorted(claimed) == list(range(20))  # every trial claimed, none twice
 
 
 # ---------------------------------------------------------------------------------------------

@@ -234,7 +234,7 @@ def open_storage(url: str, workers: WorkerSettings | None = None, *, create: boo
     """Open the storage at `url` as a `ResilientRDBStorage`, with heartbeats when `workers` is given.
 
     `create=True` creates Optuna's tables (and the folder of a SQLite file); call it inside
-    `storage_lock`. Without it nothing is written: a storage without Optuna's tables, or a
+    `storage_lock`. Without it, it takes that lock itself while it opens, and nothing is written: a storage without Optuna's tables, or a
     missing SQLite file, raises `StorageError` (the sweep has not started). Unreachable servers,
     missing drivers and malformed URLs raise `StorageError` with one line naming the
     (password-redacted) URL.
@@ -255,6 +255,13 @@ def open_storage(url: str, workers: WorkerSettings | None = None, *, create: boo
                 raise StorageError(f"cannot create the folder of storage {shown}: {error.strerror or error}") from None
         elif not db_file.is_file():
             raise SweepNotStarted(f"storage {shown} does not exist; start the sweep with `autoprumux sweep SPEC`")
+    if not create:  # Optuna stamps its schema version on open: not while a sweep creates the tables
+        with storage_lock(url):
+            return _open(url, shown, workers, create=False)
+    return _open(url, shown, workers, create=True)
+
+
+def _open(url: str, shown: str, workers: WorkerSettings | None, *, create: bool):
     try:
         if not create and not _has_tables(url):
             raise SweepNotStarted(f"storage {shown} holds no sweep yet; start one with `autoprumux sweep SPEC`")
