@@ -24,7 +24,7 @@ from _sweep_processes import DieAfterResult, InterruptAt, RefuseAt, claim_all, p
 from optuna.trial import TrialState
 
 from autoprumux.cli import main
-from autoprumux.errors import StorageError
+from autoprumux.errors import SpecError, StorageError
 from autoprumux.spec import spec_from_dict
 from autoprumux.sweep import storage as storage_module
 from autoprumux.sweep.engine import prepare_sweep, run_sweep, run_worker, sweep_status
@@ -323,3 +323,18 @@ def test_queueing_twice_in_one_process_queues_once(backend, tmp_path):
     study = create_sweep_study(spec, storage)
     assert len(queue_missing_points(study, plan_sweep(spec))) == 4
     assert queue_missing_points(study, plan_sweep(spec)) == []
+
+
+def test_a_study_made_before_a_setting_existed_resumes_at_its_default(tmp_path):
+    from autoprumux.sweep.study import ATTR_TRAINING
+
+    spec = make_spec(tmp_path, f"sqlite:///{tmp_path / 'study.db'}")
+    study, _, _ = prepare_sweep(spec)
+    older = study.user_attrs[ATTR_TRAINING]
+    del older["bench"]["dtype"]  # as stored before [bench] dtype was a setting
+    study.set_user_attr(ATTR_TRAINING, older)
+    prepare_sweep(spec)  # resumes: the old trials were measured at the default dtype
+    changed = spec_from_dict({**{"name": spec.name, "results_dir": spec.results_dir, "storage": spec.storage},
+                              "bench": {"dtype": "bf16"}})
+    with pytest.raises(SpecError, match=r"bench.dtype: 'fp32' in the study, 'bf16' in the spec"):
+        prepare_sweep(changed)

@@ -34,7 +34,7 @@ def remeasure_path(spec: SweepSpec) -> Path:
 def remeasure(spec: SweepSpec, frame: pd.DataFrame, *, rounds: int = 3, device: str | None = None,
               report=print) -> Path:
     """Benchmark the checkpoints of `frame`'s finished rows in `rounds` interleaved rounds; write the file."""
-    from autoprumux.bench import compare_throughput, load_checkpoint_model, resolve_device
+    from autoprumux.bench import bench_options, compare_throughput, load_checkpoint_model, resolve_device
     from autoprumux.train.pipeline import code_version
 
     rows = finished_rows(frame)
@@ -46,10 +46,7 @@ def remeasure(spec: SweepSpec, frame: pd.DataFrame, *, rounds: int = 3, device: 
     bench = spec.training.bench
     report(f"re-measuring {len(checkpoints)} checkpoints in {rounds} interleaved rounds on {torch_device.type}")
     models = {path: load_checkpoint_model(Path(path)) for path in checkpoints}
-    comparison = compare_throughput(
-        models, rounds=rounds, batch_size=bench.batch_size, seq_len=bench.seq_len, warmup=bench.warmup,
-        repeats=bench.repeats, device=torch_device, threads=bench.threads,
-    )
+    comparison = compare_throughput(models, rounds=rounds, device=torch_device, **bench_options(bench))
     finished = dict(zip(rows["checkpoint"].astype(str), rows["finished_at"].astype(str), strict=True))
     measured = {}
     for path in checkpoints:
@@ -61,6 +58,7 @@ def remeasure(spec: SweepSpec, frame: pd.DataFrame, *, rounds: int = 3, device: 
             "rounds": rates,
             "finished_at": finished[path],  # the trial this model came from; a retrained point is not matched
             "hardware": comparison.rounds[path][0].hardware,
+            "dtype": bench.dtype,
         }
     payload = {
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -85,6 +83,7 @@ def apply_remeasured(spec: SweepSpec, frame: pd.DataFrame) -> pd.DataFrame:
         if figures is None or figures["finished_at"] != str(frame.loc[index, "finished_at"]):
             frame.loc[index, "throughput_at_trial"] = pd.NA  # not re-measured: its figure is the trial's own
             continue
-        for name in ("throughput", "throughput_spread", "hardware"):
-            frame.loc[index, name] = figures[name]
+        for name in ("throughput", "throughput_spread", "hardware", "dtype"):
+            if name in figures:  # files written before dtype was recorded measured fp32 and lack it
+                frame.loc[index, name] = figures[name]
     return frame

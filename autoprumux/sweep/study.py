@@ -19,7 +19,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from autoprumux.errors import SpecError, StorageError, SweepNotStarted
-from autoprumux.spec import SweepSpec, settings_to_dict
+from autoprumux.spec import SweepSpec, TrainingSettings, settings_to_dict
 from autoprumux.sweep.plan import SweepPlan
 from autoprumux.sweep.storage import redact_url
 
@@ -42,6 +42,17 @@ def _training_fingerprint(spec: SweepSpec) -> dict:
     return json.loads(json.dumps(settings_to_dict(spec.training), default=str))
 
 
+def _with_defaults(stored: dict, defaults: dict) -> dict:
+    """`stored` with the settings it predates filled in at their defaults (what those trials ran with)."""
+    filled = dict(stored)
+    for key, value in defaults.items():
+        if key not in filled:
+            filled[key] = value
+        elif isinstance(filled[key], dict) and isinstance(value, dict):
+            filled[key] = _with_defaults(filled[key], value)
+    return filled
+
+
 def _first_difference(old: object, new: object, where: str = "") -> str:
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
@@ -53,6 +64,8 @@ def _first_difference(old: object, new: object, where: str = "") -> str:
 def _check_training(spec: SweepSpec, study: optuna.Study, url: str) -> None:
     stored = study.user_attrs.get(ATTR_TRAINING)
     current = _training_fingerprint(spec)
+    if stored is not None:  # a study made before a setting existed resumes when that setting is at its default
+        stored = _with_defaults(stored, json.loads(json.dumps(settings_to_dict(TrainingSettings()), default=str)))
     if stored is not None and stored != current:
         raise SpecError(
             f"spec {spec.source or spec.name!r} does not match sweep {spec.name!r} in {redact_url(url)} "
