@@ -56,14 +56,9 @@ def run_one(server: TemporaryPostgres, workers: int, points: int, args) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"pg-load-{workers}-"))
     logs = work / "logs"
     logs.mkdir()
-    database = f"load_{workers}_{os.getpid()}"
-    import psycopg
-
-    with psycopg.connect(f"host=127.0.0.1 port={server.port} user=autoprumux dbname=autoprumux", autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {database}")
     mux, sparsity = _grid(points)
     spec = spec_from_dict({
-        "name": "load", "results_dir": str(work / "results"), "storage": server.url.rsplit("/", 1)[0] + f"/{database}",
+        "name": "load", "results_dir": str(work / "results"), "storage": server.new_database(f"load{workers}"),
         "grid": {"mux": mux, "sparsity": sparsity},
         "workers": {"heartbeat_interval": args.heartbeat, "grace_period": args.grace, "max_retries": 2},
     })
@@ -91,14 +86,15 @@ def run_one(server: TemporaryPostgres, workers: int, points: int, args) -> dict:
     while kill_at is None:  # kill one worker in the middle of a trial, once trials are flowing
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-        if running and done >= min(points // 4, workers):
-            trial = running[0]
+        fresh = [t for t in running if t.datetime_start and time.time() - t.datetime_start.timestamp() < 0.3 * args.trial_s]
+        if fresh and done >= min(points // 4, workers):  # surely in the middle of its sleep, not reporting
+            trial = fresh[0]
             pid = int(trial.user_attrs.get("worker", ":0").rsplit(":", 1)[1])
             if pid and trial.user_attrs.get("run_dir"):
                 os.kill(pid, signal.SIGKILL)
                 kill_at, victim_point = time.time(), (trial.params["mux"], trial.params["sparsity"])
                 victim_number = trial.system_attrs.get("failed_trial", trial.number)
-        time.sleep(0.1)
+        time.sleep(0.02)
     for process in processes:
         process.join()
     wall = time.time() - start

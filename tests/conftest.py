@@ -56,3 +56,15 @@ def tiny_model(tiny_config):
         return MuxBertForSequenceClassification(tiny_config(**overrides)).eval()
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throw-away PostgreSQL server for the whole session (`make test` installs the binaries).
+
+    It fails, never skips, when PostgreSQL cannot run: the storage contract must hold on it.
+    """
+    from autoprumux.testing.postgres import TemporaryPostgres
+
+    with TemporaryPostgres() as server:
+        yield server

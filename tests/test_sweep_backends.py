@@ -14,7 +14,6 @@ import signal
 import socket
 import threading
 import time
-import uuid
 from collections import Counter
 
 import optuna
@@ -35,25 +34,8 @@ from autoprumux.sweep.study import create_sweep_study, queue_missing_points
 from autoprumux.sweep.worker import fail_dead_workers_trials
 from autoprumux.table import read_table
 from autoprumux.testing.pipelines import SleepPipeline
-from autoprumux.testing.postgres import TemporaryPostgres
 
 SPAWN = multiprocessing.get_context("spawn")
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    with TemporaryPostgres() as server:  # raises (the test fails) when PostgreSQL is not installed
-        yield server
-
-
-def _new_database(server: TemporaryPostgres) -> str:
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"host=127.0.0.1 port={server.port} user=autoprumux dbname=autoprumux",
-                         autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return server.url.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -61,7 +43,7 @@ def backend(request, tmp_path):
     """(name, storage URL) of an empty storage of each kind."""
     if request.param == "sqlite":
         return "sqlite", f"sqlite:///{tmp_path / 'db' / 'study.db'}"
-    return "postgresql", _new_database(request.getfixturevalue("postgres"))
+    return "postgresql", request.getfixturevalue("postgres").new_database()
 
 
 def make_spec(tmp_path, url, *, mux=(1, 2), sparsity=(0.0, 0.5), grace=3, retries=2, name="contract"):
@@ -224,7 +206,7 @@ def test_status_of_an_empty_storage_writes_nothing(backend, tmp_path, capsys):
 
 
 def test_a_server_restart_mid_trial_loses_no_result(postgres, tmp_path):
-    spec = make_spec(tmp_path, _new_database(postgres), grace=20)
+    spec = make_spec(tmp_path, postgres.new_database(), grace=20)
     prepare_sweep(spec)
 
     class RestartingPipeline(SleepPipeline):
@@ -245,7 +227,7 @@ def test_a_server_restart_mid_trial_loses_no_result(postgres, tmp_path):
 
 
 def test_clients_in_other_time_zones_keep_healthy_trials_alive(postgres, tmp_path, monkeypatch):
-    spec = make_spec(tmp_path, _new_database(postgres), mux=(1,), sparsity=(0.0,), grace=3)
+    spec = make_spec(tmp_path, postgres.new_database(), mux=(1,), sparsity=(0.0,), grace=3)
     prepare_sweep(spec)
     healthy = SPAWN.Process(target=worker, args=(spec, SleepPipeline(6.0), 0.0, {"PGTZ": "America/Los_Angeles"}))
     healthy.start()

@@ -124,11 +124,25 @@ class TemporaryPostgres:
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
+    def new_database(self, prefix: str = "t") -> str:
+        """Create a fresh, empty database on the server; returns its URL."""
+        import uuid
+
+        import psycopg
+
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self._dsn(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
+    def _dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user={USER} dbname={DATABASE}"
+
     def connection_count(self) -> int:
         """Client connections open to the server now (pg_stat_activity client backends)."""
         import psycopg
 
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user={USER} dbname={DATABASE}") as conn:
+        with psycopg.connect(self._dsn()) as conn:
             (count,) = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
             ).fetchone()
