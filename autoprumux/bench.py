@@ -30,9 +30,13 @@ import torch
 from torch import nn
 
 from autoprumux.errors import ModelError
+from autoprumux.machine import cpu_cores, load_average
 from autoprumux.spec import BenchSettings
 
 _DEFAULTS = BenchSettings()  # the harness settings a spec gets when it names none
+
+#: A measurement whose interquartile range exceeds this share of its median is flagged as busy.
+BUSY_SPREAD = 0.25
 
 #: The numeric types the harness measures in, by the names specs and `bench --dtype` use.
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -59,9 +63,24 @@ class BenchResult:
     device: str  # "cpu" or "cuda"
     hardware: str
     dtype: str = "fp32"  # fp32, bf16 or fp16
+    load_average: float | None = None  # 1-minute load of the machine right after measuring (CPU)
+    cpu_cores: int = 1  # cores this process may run on
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "busy": self.busy_reason()}
+
+    def busy_reason(self) -> str | None:
+        """Why this measurement says the machine was busy (so its figure is not to be trusted), or None.
+
+        A spread (IQR) over `BUSY_SPREAD` of the median means the repeats did not see the same
+        machine; a CPU load above the cores means other processes competed for them.
+        """
+        reasons = []
+        if self.spread_iqr > BUSY_SPREAD * self.examples_per_second:
+            reasons.append(f"spread {self.spread_iqr / self.examples_per_second:.0%} of the median")
+        if self.device == "cpu" and self.load_average is not None and self.load_average > self.cpu_cores + 0.5:
+            reasons.append(f"load {self.load_average:.1f} on {self.cpu_cores} cores")
+        return "; ".join(reasons) or None
 
     def to_metrics(self) -> dict:
         """The results-table columns this measurement fills."""
@@ -75,6 +94,7 @@ class BenchResult:
             "device": self.device,
             "hardware": self.hardware,
             "dtype": self.dtype,
+            "throughput_busy": int(self.busy_reason() is not None),
         }
 
 
@@ -297,7 +317,10 @@ def measure_throughput(
         device=device.type,
         hardware=hardware_fingerprint(device, threads),
         dtype=dtype,
+        load_average=load_average(),
+        cpu_cores=cpu_cores(),
     )
+
 
 
 def benchmark_checkpoint(path: Path, **options) -> BenchResult:
@@ -365,6 +388,10 @@ def format_comparison(comparison: Comparison) -> str:
             f"{comparison.rounds[name][0].flops_per_example / 1e6:>10.2f} {rate:>12,.0f} "
             f"{(max(rates) - min(rates)) / rate:>6.0%} {speedup:>7.2f}x {ideal:>6.2f}x {speedup / ideal:>6.0%}"
         )
+    busy = sorted({reason for runs in comparison.rounds.values() for r in runs if (reason := r.busy_reason())})
+    if busy:
+        lines.append(f"warning: the machine was busy in some rounds ({busy[0]}{'; ...' if len(busy) > 1 else ''}): "
+                     "read the ratios with care, or measure again on a quiet machine")
     return "\n".join(lines)
 
 
@@ -383,4 +410,6 @@ def format_benchmark(result: BenchResult) -> str:
             f"peak memory  {result.peak_memory_bytes / 2**20:,.1f} MiB",
             f"hardware     {result.hardware}",
         ]
+        + ([f"warning: the machine was busy ({result.busy_reason()}): measure again on a quiet machine"]
+           if result.busy_reason() else [])
     )

@@ -52,6 +52,8 @@ COLUMNS: dict[str, Column] = _columns(
     Column("throughput_spread", "float", "examples/s", "interquartile range of throughput"),
     Column("throughput_at_trial", "float", "examples/s", "throughput measured when the trial ended, kept "
            "when `sweep --remeasure` replaced `throughput` (empty otherwise)"),
+    Column("throughput_busy", "int", "", "1 when the throughput measurement says the machine was busy "
+           "(spread over 25% of the median, or a CPU load above the cores)"),
     Column("flops_per_example", "float", "FLOPs", "analytic forward FLOPs per original input"),
     Column("batch_size", "int", "sequences", "benchmark batch of multiplexed sequences"),
     Column("seq_len", "int", "tokens", "benchmark sequence length"),

@@ -130,3 +130,35 @@ def test_bench_cli_takes_a_dtype_and_rejects_an_unknown_one(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["dtype"] == "bf16"
     assert main(["bench", str(tmp_path / "n1"), "--dtype", "fp8"]) == 2
     assert capsys.readouterr().err.startswith("autoprumux: error: bench: argument --dtype: invalid choice: 'fp8'")
+
+
+def test_a_measurement_on_a_busy_machine_is_flagged_not_recorded_silently(monkeypatch):
+    import dataclasses
+
+    import autoprumux.bench as bench
+
+    monkeypatch.setattr(bench, "load_average", lambda: 0.2)
+    monkeypatch.setattr(bench, "cpu_cores", lambda: 2)
+    quiet = measure_throughput(make(1), batch_size=4, seq_len=T, warmup=1, repeats=5, threads=1)
+    quiet = dataclasses.replace(quiet, spread_iqr=0.05 * quiet.examples_per_second)
+    assert quiet.busy_reason() is None and quiet.to_metrics()["throughput_busy"] == 0
+    assert "busy" not in format_benchmark(quiet)
+    # The repeats disagree: a spread of 40% of the median.
+    noisy = dataclasses.replace(quiet, spread_iqr=0.4 * quiet.examples_per_second)
+    assert "spread 40% of the median" in noisy.busy_reason() and noisy.to_metrics()["throughput_busy"] == 1
+    assert "warning: the machine was busy (spread 40%" in format_benchmark(noisy)
+    # Other processes keep more than the 2 cores busy while it measures.
+    monkeypatch.setattr(bench, "load_average", lambda: 5.0)
+    loaded = measure_throughput(make(1), batch_size=4, seq_len=T, warmup=1, repeats=5, threads=1)
+    assert "load 5.0 on 2 cores" in loaded.busy_reason() and loaded.to_dict()["busy"] == loaded.busy_reason()
+
+
+def test_oversubscribed_says_when_other_processes_hold_every_core(monkeypatch):
+    import autoprumux.machine as machine
+
+    monkeypatch.setattr(machine, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(machine, "load_average", lambda: 3.4)
+    assert machine.oversubscribed() == "the machine is busy (load 3.4 on 2 cores)"
+    assert machine.oversubscribed(own_threads=2) is None  # the load is this process's own threads
+    monkeypatch.setattr(machine, "load_average", lambda: 0.9)
+    assert machine.oversubscribed() is None

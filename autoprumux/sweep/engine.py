@@ -27,6 +27,7 @@ from pathlib import Path
 import optuna
 
 from autoprumux.errors import StorageError, SweepNotStarted
+from autoprumux.machine import cpu_cores, oversubscribed
 from autoprumux.spec import SweepSpec
 from autoprumux.sweep.export import results_frame
 from autoprumux.sweep.plan import plan_sweep
@@ -180,13 +181,6 @@ class LocalWorker:
     threads: int | None
 
 
-def _cpu_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def local_workers(count: int, device: str | None = None, gpus: int | None = None) -> list[LocalWorker]:
     """Placement of `count` local workers: one GPU each (round robin) when there are GPUs and
     `device` is None or "cuda", else CPU threads split evenly (at least one each).
@@ -205,7 +199,7 @@ def local_workers(count: int, device: str | None = None, gpus: int | None = None
         return [
             LocalWorker(i, "cuda", {"CUDA_VISIBLE_DEVICES": ids[i % len(ids)]}, None) for i in range(count)
         ]
-    threads = max(1, _cpu_cores() // count)
+    threads = max(1, cpu_cores() // count)
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     return [LocalWorker(i, device, dict(env), threads) for i in range(count)]
 
@@ -261,6 +255,13 @@ def _run_local_workers(
     return tuple(p.exitcode or 0 for p in processes)
 
 
+def _warn_if_busy(report: Reporter) -> None:
+    reason = oversubscribed()
+    if reason:
+        report(f"warning: {reason}: trials will train slower, and throughputs measured now are flagged "
+               "(`sweep --remeasure` on a quiet machine measures them again)")
+
+
 def prepare_sweep(spec: SweepSpec) -> tuple[optuna.Study, object, list[tuple[int, float]]]:
     """Create or load the sweep's study, fail dead workers' trials and queue unfinished grid points.
 
@@ -298,6 +299,7 @@ def run_sweep(
             f"starting a NEW sweep {spec.name!r}: {_not_found(spec.name, redact_url(spec.storage_url))}, "
             "so it is created there and every grid point runs from the start"
         )
+    _warn_if_busy(report)
     study, storage, queued = prepare_sweep(spec)
     before = sweep_status(spec)
     report(
@@ -367,6 +369,7 @@ def run_worker(
     """
     _quiet_optuna()
     report = progress or _quiet
+    _warn_if_busy(report)
     deadline, said = time.monotonic() + wait_s, False
     while True:
         try:

@@ -227,9 +227,10 @@ def _tell_finished(
     except optuna.exceptions.UpdateFinishedTrialError:
         report(f"{label} was declared dead while running (no heartbeat); its retry reports this result")
         return TrialState.FAIL.name
+    busy = " (flagged: the machine was busy while measuring)" if metrics.get("throughput_busy") else ""
     report(
         f"{label} finished in {time.monotonic() - started:.0f} s: accuracy {values[0]:.4f}, "
-        f"throughput {values[1]:.1f} examples/s"
+        f"throughput {values[1]:.1f} examples/s{busy}"
     )
     return TrialState.COMPLETE.name
 
