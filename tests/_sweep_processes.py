@@ -89,3 +89,18 @@ class RefuseAt(SleepPipeline):
         if (mux, sparsity) == self.point:
             raise RuntimeError(f"{self.point} was trained again")
         return super().__call__(settings, mux, sparsity, out_dir, **kwargs)
+
+
+@dataclass(frozen=True)
+class ProgressPipeline(SleepPipeline):
+    """Trains nothing, but reports 20 batches of a 'finetune' stage over `seconds`, as train_loop does."""
+
+    def __call__(self, settings, mux, sparsity, out_dir, **kwargs):
+        import time
+
+        from autoprumux import progress
+
+        for done in range(1, 21):
+            time.sleep(self.seconds / 20)
+            progress.update("finetune", done, 20)
+        return super().__call__(settings, mux, sparsity, out_dir, **kwargs)

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from autoprumux import progress
 from autoprumux.cli import main
 from autoprumux.data import EncodedSplit
 from autoprumux.models import MuxBertForSequenceClassification
@@ -80,6 +81,8 @@ def test_a_step_budget_is_a_cap_when_the_metric_reaches_stop_at(tiny_model):
         steps_per_epoch=10, learning_rate=1e-3, progress=False,
     )
     assert uncapped.steps == 35 and len(uncapped.history) == 4  # 3.5 epochs, the last cut short
+    board = progress.snapshot()  # what a sweep worker's heartbeat reports to `status`
+    assert (board["stage"], board["done"], board["total"]) == ("train", 35, 35) and board["eta_s"] == 0
     with pytest.raises(TypeError, match="exactly one"):
         train_loop(model, epoch_batches(split, 1, 32, seed=0), classification_loss, steps_per_epoch=10,
                    learning_rate=1e-3, progress=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import socket
 import threading
@@ -19,14 +20,14 @@ from collections import Counter
 import optuna
 import pytest
 import sqlalchemy
-from _sweep_processes import DieAfterResult, InterruptAt, RefuseAt, claim_all, prepare, sweep, worker
+from _sweep_processes import DieAfterResult, InterruptAt, ProgressPipeline, RefuseAt, claim_all, prepare, sweep, worker
 from optuna.trial import TrialState
 
 from autoprumux.cli import main
 from autoprumux.errors import SpecError, StorageError
 from autoprumux.spec import spec_from_dict
 from autoprumux.sweep import storage as storage_module
-from autoprumux.sweep.engine import prepare_sweep, run_sweep, run_worker, sweep_status
+from autoprumux.sweep.engine import format_status, prepare_sweep, run_sweep, run_worker, sweep_status
 from autoprumux.sweep.plan import plan_sweep
 from autoprumux.sweep.storage import open_storage, resolve_url
 from autoprumux.sweep.store import _process_is_dead
@@ -320,3 +321,15 @@ def test_a_study_made_before_a_setting_existed_resumes_at_its_default(tmp_path):
                               "bench": {"dtype": "bf16"}})
     with pytest.raises(SpecError, match=r"bench.dtype: 'fp32' in the study, 'bf16' in the spec"):
         prepare_sweep(changed)
+
+
+def test_status_shows_each_running_trial_stage_and_progress(tmp_path, capsys):
+    spec = make_spec(tmp_path, f"sqlite:///{tmp_path / 'study.db'}", mux=(1,), sparsity=(0.0,))
+    prepare_sweep(spec)
+    busy = SPAWN.Process(target=worker, args=(spec, ProgressPipeline(4.0)))
+    busy.start()
+    line = re.compile(r"running trial 0 \(N=1, s=0\) on [^:]+:\d+: finetune: (\d+)/20 batches, about \d+ s left")
+
+    wait_for(lambda: line.search(format_status(sweep_status(spec))), timeout=60, what="the trial's progress in status")
+    busy.join(timeout=60)
+    assert busy.exitcode == 0 and "running trial" not in format_status(sweep_status(spec))

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
+from autoprumux import progress as progress_board
 from autoprumux.errors import StorageError, SweepNotStarted
 from autoprumux.machine import cpu_cores, oversubscribed
 from autoprumux.spec import SweepSpec
@@ -76,6 +78,7 @@ class SweepStatus:
     failed: int
     not_queued: int
     trials: dict[str, int] = field(default_factory=dict)  # Optuna trials by state
+    running_trials: tuple[str, ...] = ()  # one line each: point, worker, stage and progress
     stages_built: int = 0
     stages_reused: int = 0
 
@@ -110,11 +113,18 @@ def sweep_status(spec: SweepSpec) -> SweepStatus:
         points=sum(states.values()),
         done=states["COMPLETE"],
         running=states["RUNNING"],
+        running_trials=tuple(_running_line(t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))),
         waiting=states["WAITING"],
         failed=states["FAIL"],
         not_queued=states[None],
         trials=dict(trials),
     )
+
+
+def _running_line(trial: FrozenTrial) -> str:
+    attrs = trial.user_attrs
+    return (f"trial {trial.number} (N={trial.params.get('mux')}, s={trial.params.get('sparsity', 0):g}) on "
+            f"{attrs.get('worker', '?')}: {progress_board.describe(attrs.get('progress'))}")
 
 
 def _not_found(name: str, storage: str) -> str:
@@ -137,6 +147,7 @@ def format_status(status: SweepStatus) -> str:
             f"done {status.done}, running {status.running}, waiting {status.waiting}, "
             f"failed {status.failed}, not queued {status.not_queued}",
             f"trials: {trials or 'none'}",
+            *(f"  running {line}" for line in status.running_trials),
             f"stages: {status.stages_built} trained, {status.stages_reused} reused from cache",
             f"table: {status.table_path}",
         ]

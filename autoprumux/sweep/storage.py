@@ -215,6 +215,15 @@ for _name in (
     setattr(ResilientRDBStorage, _name, _retrying(getattr(optuna.storages.RDBStorage, _name)))
 
 
+def set_trial_user_attr_once(storage, trial_id: int, key: str, value) -> None:
+    """Set a trial's user attribute with one attempt, no retry (for heartbeat threads, which beat again)."""
+    method = optuna.storages.RDBStorage.set_trial_user_attr if isinstance(storage, ResilientRDBStorage) else None
+    if method is None:
+        storage.set_trial_user_attr(trial_id, key, value)
+    else:
+        method(storage, trial_id, key, value)
+
+
 def _open_error(shown: str, error: Exception) -> StorageError:
     if isinstance(error, ImportError):
         return StorageError(f"storage {shown} needs a database driver that is not installed "

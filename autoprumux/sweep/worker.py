@@ -30,8 +30,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from autoprumux import progress as progress_board
 from autoprumux.spec import SweepSpec
 from autoprumux.sweep.export import export_table
+from autoprumux.sweep.storage import set_trial_user_attr_once
 from autoprumux.sweep.store import StageStore
 from autoprumux.sweep.study import OBJECTIVES, claim_next_trial, duplicate_of, requeue, retried_from
 from autoprumux.table import write_text
@@ -78,20 +80,33 @@ def default_pipeline() -> Pipeline:
     return train_configuration
 
 
+PROGRESS_REPORT_S = 60.0  # how often a worker prints where its trial stands
+
+
 @contextmanager
-def _heartbeat(storage, trial_id: int):
+def _heartbeat(storage, trial_id: int, label: str = "", report: Reporter = _quiet):
+    """Beat every heartbeat interval; with each beat, the trial's progress goes to the study (for
+    `status`), and once a minute to `report`."""
     interval = storage.get_heartbeat_interval()
     if interval is None:
         yield
         return
     stop = threading.Event()
+    progress_board.reset()
 
     def beat() -> None:
+        last_report = time.monotonic()
         while not stop.wait(interval):
+            snap = progress_board.snapshot()
             try:
                 storage.record_heartbeat(trial_id)
+                if snap is not None:
+                    set_trial_user_attr_once(storage, trial_id, "progress", snap)
             except Exception:  # a storage hiccup must not kill the trial; a later beat retries
                 pass
+            if snap is not None and time.monotonic() - last_report >= PROGRESS_REPORT_S:
+                report(f"{label}: {progress_board.describe(snap)}")
+                last_report = time.monotonic()
 
     thread = threading.Thread(target=beat, name=f"trial-heartbeat-{trial_id}", daemon=True)
     thread.start()
@@ -196,7 +211,7 @@ def run_trial(
     trial.set_user_attr("run_dir", str(out_dir))
     report(f"{label} started")
     start = time.monotonic()
-    with _heartbeat(storage, trial._trial_id):
+    with _heartbeat(storage, trial._trial_id, label, report):
         try:
             raw = pipeline(spec.training, mux, sparsity, Path(out_dir), device=device, store=store, progress=False)
             metrics = _jsonable(raw)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from autoprumux import progress as progress_board
 from autoprumux.train.device import autocast, grad_scaler, seed_everything
 
 LossFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, dict[str, float]]"]
@@ -177,6 +178,7 @@ def train_loop(
                     on_step(LoopState(step=step, total_steps=total_steps, epoch=epoch, logs=logs))
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
+            progress_board.update(desc, done, total_batches)
         record = {"epoch": epoch + 1, **{k: v / max(1, count) for k, v in sums.items()}}
         if evaluate is not None:
             model.eval()
