@@ -22,6 +22,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -357,14 +358,20 @@ class Comparison:
         return self.rounds[reference][0].flops_per_example / self.rounds[name][0].flops_per_example
 
 
-def compare_throughput(models: dict[str, nn.Module], *, rounds: int = 3, **options) -> Comparison:
+def compare_throughput(
+    models: dict[str, nn.Module], *, rounds: int = 3, report: Callable[[str], None] | None = None, **options
+) -> Comparison:
     """Measure several models interleaved (each once per round, `rounds` rounds) with
     `measure_throughput(**options)`, so that drifting machine load hits them alike. Speed claims
-    are ratios from one such run."""
+    are ratios from one such run. `report` hears one line per finished round, with the time left."""
     results: dict[str, list[BenchResult]] = {name: [] for name in models}
-    for _ in range(rounds):
+    started = time.perf_counter()
+    for done in range(1, rounds + 1):
         for name, model in models.items():
             results[name].append(measure_throughput(model, **options))
+        if report is not None:
+            left = (time.perf_counter() - started) / done * (rounds - done)
+            report(f"round {done}/{rounds} measured; about {left:.0f} s left")
     return Comparison(tuple(models), results)
 
 

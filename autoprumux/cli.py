@@ -80,6 +80,11 @@ def _non_negative_float(flag: str) -> Callable[[str], float]:
 # handlers: each calls the library and prints
 
 
+def _to_stderr(message: str) -> None:
+    """Progress goes to stderr, so stdout stays the result (e.g. `--json`)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from autoprumux.train.pipeline import settings_from_args, train_configuration
 
@@ -116,7 +121,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2) if args.json else format_benchmark(result))
         return 0
     models = {name: load_checkpoint_model(Path(name)) for name in args.dir}
-    comparison = compare_throughput(models, rounds=args.rounds, **options)
+    comparison = compare_throughput(models, rounds=args.rounds, report=_to_stderr, **options)
     if args.json:
         print(json.dumps({name: {"examples_per_second": comparison.examples_per_second(name),
                                  "speedup": comparison.speedup(name), "ideal_speedup": comparison.ideal_speedup(name),

@@ -71,7 +71,11 @@ def test_models_compared_side_by_side_get_speedups_over_the_first():
     from autoprumux.bench import compare_throughput, format_comparison
 
     models = {"plain": make(1), "mux2": make(2)}
-    comparison = compare_throughput(models, rounds=2, batch_size=4, seq_len=T, warmup=1, repeats=3, threads=1)
+    heard = []
+    comparison = compare_throughput(models, rounds=2, batch_size=4, seq_len=T, warmup=1, repeats=3, threads=1,
+                                    report=heard.append)
+    assert [line.split(";")[0] for line in heard] == ["round 1/2 measured", "round 2/2 measured"]
+    assert heard[-1].endswith("about 0 s left")
     assert comparison.names == ("plain", "mux2") and all(len(r) == 2 for r in comparison.rounds.values())
     assert comparison.speedup("plain") == 1.0 and comparison.speedup("mux2") > 0
     assert comparison.ideal_speedup("mux2") == pytest.approx(count_flops(make(1), T) / count_flops(make(2), T))

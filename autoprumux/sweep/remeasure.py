@@ -46,7 +46,7 @@ def remeasure(spec: SweepSpec, frame: pd.DataFrame, *, rounds: int = 3, device: 
     bench = spec.training.bench
     report(f"re-measuring {len(checkpoints)} checkpoints in {rounds} interleaved rounds on {torch_device.type}")
     models = {path: load_checkpoint_model(Path(path)) for path in checkpoints}
-    comparison = compare_throughput(models, rounds=rounds, device=torch_device, **bench_options(bench))
+    comparison = compare_throughput(models, rounds=rounds, device=torch_device, report=report, **bench_options(bench))
     finished = dict(zip(rows["checkpoint"].astype(str), rows["finished_at"].astype(str), strict=True))
     measured = {}
     for path in checkpoints:
