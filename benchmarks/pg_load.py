@@ -87,7 +87,9 @@ def run_one(server: TemporaryPostgres, workers: int, points: int, args) -> dict:
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         fresh = [t for t in running if t.datetime_start and time.time() - t.datetime_start.timestamp() < 0.3 * args.trial_s]
-        if fresh and done >= min(points // 4, workers):  # surely in the middle of its sleep, not reporting
+        if not running and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) and done:
+            break  # finished before a trial could be caught mid-sleep: no kill this time
+        if fresh and done >= min(points // 4, workers // 2):  # surely in the middle of its sleep
             trial = fresh[0]
             pid = int(trial.user_attrs.get("worker", ":0").rsplit(":", 1)[1])
             if pid and trial.user_attrs.get("run_dir"):
