@@ -86,6 +86,11 @@ def _to_stderr(message: str) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from autoprumux.machine import yield_threads_if_busy
+
+    busy = yield_threads_if_busy()  # before torch starts its threads
+    if busy:
+        _to_stderr(f"warning: {busy}")
     from autoprumux.train.pipeline import settings_from_args, train_configuration
 
     settings = settings_from_args(args)

@@ -1,6 +1,7 @@
 """The throughput harness and the analytic FLOPs count."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -157,12 +158,29 @@ def test_a_measurement_on_a_busy_machine_is_flagged_not_recorded_silently(monkey
     assert "load 5.0 on 2 cores" in loaded.busy_reason() and loaded.to_dict()["busy"] == loaded.busy_reason()
 
 
-def test_oversubscribed_says_when_other_processes_hold_every_core(monkeypatch):
+def test_oversubscribed_says_when_other_processes_leave_too_few_cores(monkeypatch):
     import autoprumux.machine as machine
 
     monkeypatch.setattr(machine, "cpu_cores", lambda: 2)
-    monkeypatch.setattr(machine, "load_average", lambda: 3.4)
-    assert machine.oversubscribed() == "the machine is busy (load 3.4 on 2 cores)"
-    assert machine.oversubscribed(own_threads=2) is None  # the load is this process's own threads
-    monkeypatch.setattr(machine, "load_average", lambda: 0.9)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(machine, "load_average", lambda: 1.0)  # one busy process on 2 cores
+    assert machine.oversubscribed() == "the machine is busy (load 1.0 from other processes, 2 thread(s) to add, 2 cores)"
+    assert machine.oversubscribed(threads=1) is None  # one thread still finds a free core
+    monkeypatch.setattr(machine, "load_average", lambda: 0.2)
     assert machine.oversubscribed() is None
+
+
+def test_a_busy_machine_makes_openmp_threads_yield_unless_the_user_chose(monkeypatch):
+    import autoprumux.machine as machine
+
+    monkeypatch.setattr(machine, "cpu_cores", lambda: 2)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(machine, "load_average", lambda: 0.3)
+    assert machine.yield_threads_if_busy() is None and "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setattr(machine, "load_average", lambda: 3.0)
+    assert "OMP_WAIT_POLICY=PASSIVE" in machine.yield_threads_if_busy()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice stands
+    assert machine.yield_threads_if_busy().startswith("the machine is busy (load 3.0")
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

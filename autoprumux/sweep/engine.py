@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autoprumux import progress as progress_board
 from autoprumux.errors import StorageError, SweepNotStarted
-from autoprumux.machine import cpu_cores, oversubscribed
+from autoprumux.machine import cpu_cores, yield_threads_if_busy
 from autoprumux.spec import SweepSpec
 from autoprumux.sweep.export import results_frame
 from autoprumux.sweep.plan import plan_sweep
@@ -267,7 +267,7 @@ def _run_local_workers(
 
 
 def _warn_if_busy(report: Reporter) -> None:
-    reason = oversubscribed()
+    reason = yield_threads_if_busy()  # local worker processes inherit the setting
     if reason:
         report(f"warning: {reason}: trials will train slower, and throughputs measured now are flagged "
                "(`sweep --remeasure` on a quiet machine measures them again)")
