@@ -20,7 +20,16 @@ from collections import Counter
 import optuna
 import pytest
 import sqlalchemy
-from _sweep_processes import DieAfterResult, InterruptAt, ProgressPipeline, RefuseAt, claim_all, prepare, sweep, worker
+from _sweep_processes import (
+    DieAfterResult,
+    InterruptAt,
+    ProgressPipeline,
+    RefuseAt,
+    claim_all,
+    prepare,
+    sweep,
+    worker,
+)
 from optuna.trial import TrialState
 
 from autoprumux.cli import main
