@@ -133,6 +133,19 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _deaf_to_interrupts():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
 def _jsonable(value):
     def fallback(obj):
         return obj.item() if hasattr(obj, "item") else str(obj)
@@ -219,8 +232,9 @@ def run_trial(
             if not (out_dir / METRICS_FILE).is_file():  # the result is on disk before the study hears of it
                 write_text(out_dir / METRICS_FILE, json.dumps(metrics, indent=1))
         except KeyboardInterrupt:
-            _fail(study, trial, "interrupted (Ctrl-C or SIGTERM); queued again")
-            requeue(study, storage.get_trial(trial._trial_id))
+            with _deaf_to_interrupts():  # a second Ctrl-C (the terminal's and the parent's) must not cut this short
+                _fail(study, trial, "interrupted (Ctrl-C or SIGTERM); queued again")
+                requeue(study, storage.get_trial(trial._trial_id))
             report(f"{label} interrupted; it is queued again")
             raise
         except Exception as exc:
