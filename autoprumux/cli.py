@@ -88,9 +88,7 @@ def _to_stderr(message: str) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from autoprumux.machine import yield_threads_if_busy
 
-    busy = yield_threads_if_busy()  # before torch starts its threads
-    if busy:
-        _to_stderr(f"warning: {busy}")
+    busy = yield_threads_if_busy()  # before torch starts its threads; said at the end, so an error stays one line
     from autoprumux.train.pipeline import settings_from_args, train_configuration
 
     settings = settings_from_args(args)
@@ -103,6 +101,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         teacher_dir=Path(args.teacher) if args.teacher else None,
     )
     print(json.dumps(metrics, indent=2, default=str))
+    if busy:
+        _to_stderr(f"warning: it trained while {busy}")
     return 0
 
 
