@@ -47,11 +47,6 @@ def _grid(points: int) -> tuple[list[int], list[float]]:
     return muxes, [round(i / (per_mux + 1), 4) for i in range(per_mux)]
 
 
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def run_one(server: TemporaryPostgres, workers: int, points: int, args) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"pg-load-{workers}-"))
     logs = work / "logs"
@@ -124,7 +119,7 @@ def run_one(server: TemporaryPostgres, workers: int, points: int, args) -> dict:
         "lost": planned - len(complete),
         "peak_connections": peak[0],
         "between_median_s": statistics.median(gaps) if gaps else float("nan"),
-        "between_p95_s": _quantile(gaps, 0.95) if gaps else float("nan"),
+        "between_p95_s": statistics.quantiles(gaps, n=20, method="inclusive")[-1] if len(gaps) > 1 else float("nan"),
         "kill_to_retry_s": (min(retry_starts) - kill_at) if retry_starts else float("nan"),
         "exit_codes": Counter(p.exitcode for p in processes),
     }
