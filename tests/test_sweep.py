@@ -184,6 +184,7 @@ def test_sweep_completes_resumes_and_never_reruns(tmp_path):
     for row in again.itertuples():
         figures = record["checkpoints"][row.checkpoint]
         assert len(figures["rounds"]) == 2 and row.throughput == pytest.approx(figures["throughput"])
+        assert row.throughput_busy == figures["throughput_busy"] in (0, 1)  # the flag of the figure shown
     assert again.throughput_at_trial.tolist() == pytest.approx(table.throughput.tolist())
     assert again.accuracy.tolist() == table.accuracy.tolist()
     assert "--remeasure --rounds 2" in (spec.results_path / "README.md").read_text()

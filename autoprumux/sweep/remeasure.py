@@ -34,7 +34,13 @@ def remeasure_path(spec: SweepSpec) -> Path:
 def remeasure(spec: SweepSpec, frame: pd.DataFrame, *, rounds: int = 3, device: str | None = None,
               report=print) -> Path:
     """Benchmark the checkpoints of `frame`'s finished rows in `rounds` interleaved rounds; write the file."""
-    from autoprumux.bench import bench_options, compare_throughput, load_checkpoint_model, resolve_device
+    from autoprumux.bench import (
+        BUSY_SPREAD,
+        bench_options,
+        compare_throughput,
+        load_checkpoint_model,
+        resolve_device,
+    )
     from autoprumux.train.pipeline import code_version
 
     rows = finished_rows(frame)
@@ -59,6 +65,9 @@ def remeasure(spec: SweepSpec, frame: pd.DataFrame, *, rounds: int = 3, device: 
             "finished_at": finished[path],  # the trial this model came from; a retrained point is not matched
             "hardware": comparison.rounds[path][0].hardware,
             "dtype": bench.dtype,
+            # the re-measured figure's own flag: a busy round, or rounds that disagree
+            "throughput_busy": int(any(r.busy_reason() for r in comparison.rounds[path])
+                                   or quartiles[2] - quartiles[0] > BUSY_SPREAD * statistics.median(rates)),
         }
     payload = {
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -83,7 +92,7 @@ def apply_remeasured(spec: SweepSpec, frame: pd.DataFrame) -> pd.DataFrame:
         if figures is None or figures["finished_at"] != str(frame.loc[index, "finished_at"]):
             frame.loc[index, "throughput_at_trial"] = pd.NA  # not re-measured: its figure is the trial's own
             continue
-        for name in ("throughput", "throughput_spread", "hardware", "dtype"):
+        for name in ("throughput", "throughput_spread", "hardware", "dtype", "throughput_busy"):
             if name in figures:  # files written before dtype was recorded measured fp32 and lack it
                 frame.loc[index, name] = figures[name]
     return frame
