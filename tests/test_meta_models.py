@@ -166,10 +166,11 @@ def test_recommendation_matches_the_oracle_on_a_dense_noiseless_grid():
 
 
 def test_violations_under_noise_stay_rare_at_the_default_confidence():
-    # violation: the pick's true accuracy is under the floor the recommender reported
+    # violation: the pick's true accuracy is under the floor the recommender reported; the 20
+    # budgets of one table share its noise, so the rate is taken over ten tables
     budgets = np.linspace(0.005, 0.10, 20)
     decisions = violations = 0
-    for seed in range(3):
+    for seed in range(10):
         table = synthetic_table(
             mux=GRID_MUX, sparsity=GRID_SPARSITY, accuracy_noise=0.004, throughput_noise=0.03, seed=seed
         )

@@ -72,6 +72,24 @@ def test_the_monotone_model_never_rises_with_n_or_s():
     assert np.all(np.diff(pred, axis=0) <= 1e-12) and np.all(np.diff(pred, axis=1) <= 1e-12)
 
 
+def test_the_trend_bound_counts_the_error_of_its_searched_powers():
+    # the powers of N and s are fitted like the slopes: their error must widen the bound most
+    # where the trend extrapolates, and leave it near the fixed-power one inside the data
+    case = make_case("smooth", 4, noise="gaussian")
+    results = results_from_frame(case.table)
+    X, y = results.features, results.rows["accuracy"]
+    searched = MonotoneGPModel(residual_gp=False).fit(X, y)
+    fixed = MonotoneGPModel(residual_gp=False, fixed_powers=tuple(searched.trend_powers_)).fit(X, y)
+    assert np.allclose(searched.predict(X), fixed.predict(X))
+    beyond = np.array([[64.0, 0.0], [1.0, 0.99]])
+    _, wide = searched.predict(beyond, return_std=True)
+    _, narrow = fixed.predict(beyond, return_std=True)
+    assert np.all(wide > 1.5 * narrow), (wide, narrow)
+    _, inside_searched = searched.predict(X, return_std=True)
+    _, inside_fixed = fixed.predict(X, return_std=True)
+    assert np.median(inside_searched / inside_fixed) < 1.5
+
+
 def test_throughput_follows_a_mid_n_peak_and_flops():
     case = make_case("peak", 2, throughput_noise=0.0, flops=True, measured_fraction=0.6)
     results = results_from_frame(case.table)

@@ -37,7 +37,7 @@ from autoprumux.meta.terms import (
     additive_terms,
     monotone_design,
     monotone_trend,
-    trend_design,
+    trend_jacobian,
     trend_variance,
 )
 
@@ -134,7 +134,8 @@ class MonotoneGPModel(_PerformanceModel):
             self._fit_gp((F - self.scaler_mean_) / self.scaler_scale_, residual / self.y_scale_, known)
         # the trend's own error uses its residual spread: the GP's fitted noise may be near zero
         spread = np.maximum(known, self.residual_std_**2)
-        self.trend_cov_ = trend_covariance(trend_design(F, *self.trend_powers_), spread)
+        jacobian = trend_jacobian(F, self.trend_coef_, p, q)
+        self.trend_cov_ = trend_covariance(jacobian, spread, fixed_powers=self.fixed_powers is not None)
         return self
 
     def _fit_gp(self, Z, r, known):
@@ -159,7 +160,7 @@ class MonotoneGPModel(_PerformanceModel):
 
     def _predict(self, F):
         mean = monotone_trend(F, self.trend_coef_, *self.trend_powers_)
-        trend_var = trend_variance(F, self.trend_cov_, *self.trend_powers_)
+        trend_var = trend_variance(F, self.trend_cov_, self.trend_coef_, *self.trend_powers_)
         if self.gp_ is None:  # the trend alone: its own error (the residual spread is noise_)
             return mean, np.sqrt(trend_var)
         Z = (F - self.scaler_mean_) / self.scaler_scale_
@@ -169,11 +170,16 @@ class MonotoneGPModel(_PerformanceModel):
         return mean + r * self.y_scale_, np.sqrt(latent + trend_var)
 
 
-def trend_covariance(D: np.ndarray, noise_variance: np.ndarray) -> np.ndarray:
-    """Covariance of weighted least-squares coefficients on design D (rows with the given noise
-    variances), so the trend's own estimation error enters the predictive std."""
-    gram = D.T @ (D / np.maximum(noise_variance, 1e-12)[:, None])
-    return np.linalg.pinv(gram + 1e-9 * np.trace(gram) * np.eye(len(gram)))
+def trend_covariance(J: np.ndarray, noise_variance: np.ndarray, fixed_powers: bool = False) -> np.ndarray:
+    """Covariance of the trend's parameters (intercept, slopes..., p, q) by the delta method:
+    the inverse weighted Gram matrix of its Jacobian J on rows with the given noise variances.
+    The searched powers are parameters like the slopes, so their error widens the bound where the
+    trend extrapolates (with `fixed_powers` their columns get no variance)."""
+    free = J.shape[1] - 2 if fixed_powers else J.shape[1]
+    gram = J[:, :free].T @ (J[:, :free] / np.maximum(noise_variance, 1e-12)[:, None])
+    cov = np.zeros((J.shape[1], J.shape[1]))
+    cov[:free, :free] = np.linalg.pinv(gram + 1e-9 * np.trace(gram) * np.eye(free))
+    return cov
 
 
 class AdditiveThroughputModel(_PerformanceModel):

@@ -24,10 +24,23 @@ def monotone_trend(F: np.ndarray, coef: np.ndarray, p: float, q: float) -> np.nd
     return trend_design(F, p, q) @ coef
 
 
-def trend_variance(F: np.ndarray, cov: np.ndarray, p: float, q: float) -> np.ndarray:
-    """Variance of the fitted trend at features F, from its coefficients' covariance."""
-    D = trend_design(F, p, q)
-    return np.einsum("ni,ij,nj->n", D, cov, D)
+def trend_jacobian(F: np.ndarray, coef: np.ndarray, p: float, q: float) -> np.ndarray:
+    """d trend / d (intercept, slopes..., p, q) at features F: the linear coefficients' design,
+    then the powers' columns by central differences."""
+    columns = [trend_design(F, p, q)]
+    for i, step in enumerate((1e-4, 1e-4 * max(q, 1.0))):
+        up, down = np.array([p, q], float), np.array([p, q], float)
+        up[i] += step
+        down[i] -= step
+        columns.append(((monotone_trend(F, coef, *up) - monotone_trend(F, coef, *down)) / (2 * step))[:, None])
+    return np.column_stack(columns)
+
+
+def trend_variance(F: np.ndarray, cov: np.ndarray, coef: np.ndarray, p: float, q: float) -> np.ndarray:
+    """Variance of the fitted trend at features F by the delta method, from the covariance of
+    (intercept, slopes..., p, q)."""
+    J = trend_jacobian(F, coef, p, q)
+    return np.maximum(np.einsum("ni,ij,nj->n", J, cov, J), 0.0)
 
 
 def additive_terms(F: np.ndarray) -> np.ndarray:
