@@ -90,6 +90,20 @@ def test_the_trend_bound_counts_the_error_of_its_searched_powers():
     assert np.median(inside_searched / inside_fixed) < 1.5
 
 
+def test_the_trend_finds_a_pruning_knee_and_keeps_none_on_a_smooth_surface():
+    knee = Surface(knee=0.7, q=2.5, prune_drop=0.12)
+    mux, sparsity = (a.ravel() for a in np.meshgrid([1, 2, 4, 8], [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9], indexing="ij"))
+    X = np.c_[mux, sparsity]
+    held = np.array([[2, 0.75], [4, 0.85], [8, 0.65]])
+    for surface, wants_knee in ((knee, True), (Surface(), False)):
+        model = MonotoneGPModel(residual_gp=False).fit(X, surface.accuracy(mux, sparsity))
+        assert (model.trend_powers_[2] > 0) == wants_knee, model.trend_powers_
+    no_knee = MonotoneGPModel(residual_gp=False, fixed_powers=(0.0, 2.5)).fit(X, knee.accuracy(mux, sparsity))
+    with_knee = MonotoneGPModel(residual_gp=False).fit(X, knee.accuracy(mux, sparsity))
+    truth = knee.accuracy(held[:, 0], held[:, 1])
+    assert np.abs(with_knee.predict(held) - truth).max() < 0.5 * np.abs(no_knee.predict(held) - truth).max()
+
+
 def test_throughput_follows_a_mid_n_peak_and_flops():
     case = make_case("peak", 2, throughput_noise=0.0, flops=True, measured_fraction=0.6)
     results = results_from_frame(case.table)

@@ -24,7 +24,7 @@ from autoprumux.meta.terms import additive_mean, monotone_trend, trend_variance
 from autoprumux.table import write_atomically
 
 COMPILED_FILENAME = "performance_models.npz"
-_FORMAT = 4
+_FORMAT = 5
 _MATERN = {
     0.5: lambda d: np.exp(-d),
     1.5: lambda d: (1.0 + np.sqrt(3.0) * d) * np.exp(-np.sqrt(3.0) * d),
@@ -80,9 +80,9 @@ class CompiledTarget:
 
     def _predict_monotone_gp(self, F):
         a = self.arrays
-        p, q = a["trend_powers"]
-        mean = monotone_trend(F, a["trend_coef"], p, q)
-        var = trend_variance(F, a["trend_cov"], a["trend_coef"], p, q)
+        shape = a["trend_powers"]
+        mean = monotone_trend(F, a["trend_coef"], *shape)
+        var = trend_variance(F, a["trend_cov"], a["trend_coef"], *shape)
         if not a["X_train"].size:
             return mean, np.sqrt(var)
         residual, latent = _gp_posterior(a, (F - a["mean"]) / a["scale"])

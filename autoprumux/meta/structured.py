@@ -43,18 +43,21 @@ from autoprumux.meta.terms import (
 
 MUX_POWERS = np.linspace(-1.0, 2.0, 7)
 SPARSITY_POWERS = np.array([0.5, 1.0, 1.5, 2.0, 3.0, 4.0])
+#: knees of the sparsity term, in z = -log(1 - s): none, and s = 0.5, 0.6, 0.7
+KNEES = -np.log1p(-np.array([0.0, 0.5, 0.6, 0.7]))
 
 
 def fit_monotone_trend(
-    F: np.ndarray, y: np.ndarray, weights: np.ndarray, monotone: bool = True, powers=None
-) -> tuple[np.ndarray, float, float]:
-    """(coef [intercept, -slopes...], p, q) of the best non-increasing separable trend (weighted
-    least squares, slopes >= 0 on the negated columns; any sign unless `monotone`): a grid of
-    powers, then a local search; or at the given `powers`."""
+    F: np.ndarray, y: np.ndarray, weights: np.ndarray, monotone: bool = True, shape=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(coef [intercept, -slopes...], shape (p, q, knee)) of the best non-increasing separable
+    trend (weighted least squares, slopes >= 0 on the negated columns; any sign unless
+    `monotone`): a grid of shapes, then a local search; or at the given `shape`. The knee stays
+    inside the measured sparsities, so it never hides a fall no row could show."""
     w = np.sqrt(weights / weights.mean())
 
-    def solve(powers):
-        D = -monotone_design(F, *powers)
+    def solve(shape):
+        D = -monotone_design(F, *shape)
         mean_d, mean_y = np.average(D, axis=0, weights=weights), np.average(y, weights=weights)
         A, b = (D - mean_d) * w[:, None], (y - mean_y) * w
         if monotone:
@@ -64,15 +67,27 @@ def fit_monotone_trend(
             residual = float(np.linalg.norm(A @ slopes - b))
         return residual, np.r_[mean_y - mean_d @ slopes, -slopes]
 
-    if powers is not None:
-        return solve(powers)[1], float(powers[0]), float(powers[1])
-    grid = [(p, q) for p in MUX_POWERS for q in SPARSITY_POWERS]
-    start = min(grid, key=lambda powers: solve(powers)[0])
-    bounds = [(MUX_POWERS[0], MUX_POWERS[-1]), (SPARSITY_POWERS[0], SPARSITY_POWERS[-1])]
-    local = minimize(lambda powers: solve(powers)[0], start, method="Nelder-Mead", bounds=bounds,
-                     options={"maxiter": 80, "xatol": 1e-3, "fatol": 1e-12})  # fmt: skip
-    powers = local.x if local.fun < solve(start)[0] else np.asarray(start, float)
-    return solve(powers)[1], float(powers[0]), float(powers[1])
+    if shape is not None:
+        shape = np.r_[np.asarray(shape, float), np.zeros(3 - len(shape))]  # (p, q) means no knee
+        return solve(shape)[1], shape
+    def search(knees, top_knee):
+        grid = [(p, q, k) for p in MUX_POWERS for q in SPARSITY_POWERS for k in knees]
+        start = min(grid, key=lambda shape: solve(shape)[0])
+        bounds = [(MUX_POWERS[0], MUX_POWERS[-1]), (SPARSITY_POWERS[0], SPARSITY_POWERS[-1]), (0.0, top_knee)]
+        local = minimize(lambda shape: solve(shape)[0], start, method="Nelder-Mead", bounds=bounds,
+                         options={"maxiter": 120, "xatol": 1e-3, "fatol": 1e-12})  # fmt: skip
+        shape = local.x if local.fun < solve(start)[0] else np.asarray(start, float)
+        return solve(shape)[0], np.asarray(shape, float)
+
+    rss, shape = search([0.0], 0.0)
+    # a knee needs measured sparsities beyond it, and must pay for its parameter (BIC)
+    top_knee = float(np.sort(np.unique(F[:, 1]))[-2]) if len(np.unique(F[:, 1])) > 2 else 0.0
+    if top_knee > 0:
+        knee_rss, knee_shape = search([k for k in KNEES if k <= top_knee + 1e-12], top_knee)
+        n = len(y)
+        if n * np.log(max(rss, 1e-300) ** 2 / max(knee_rss, 1e-300) ** 2) > np.log(n):
+            shape = knee_shape
+    return solve(shape)[1], shape
 
 
 class MonotoneGPModel(_PerformanceModel):
@@ -122,9 +137,8 @@ class MonotoneGPModel(_PerformanceModel):
         F = mux_sparsity_features(X)
         known = np.zeros(len(y)) if noise_variance is None else np.nan_to_num(np.asarray(noise_variance, float))
         weights = 1.0 / (known + max(np.var(y) * 1e-3, 1e-6))
-        self.trend_coef_, p, q = fit_monotone_trend(F, y, weights, self.monotone, self.fixed_powers)
-        self.trend_powers_ = np.array([p, q])
-        residual = y - monotone_trend(F, self.trend_coef_, p, q)
+        self.trend_coef_, self.trend_powers_ = fit_monotone_trend(F, y, weights, self.monotone, self.fixed_powers)
+        residual = y - monotone_trend(F, self.trend_coef_, *self.trend_powers_)
         dof = max(len(y) - 4, 1)
         self.residual_std_ = float(np.sqrt(residual @ residual / dof))
         self.scaler_mean_, self.scaler_scale_ = F.mean(axis=0), np.where(F.std(axis=0) > 0, F.std(axis=0), 1.0)
@@ -134,8 +148,10 @@ class MonotoneGPModel(_PerformanceModel):
             self._fit_gp((F - self.scaler_mean_) / self.scaler_scale_, residual / self.y_scale_, known)
         # the trend's own error uses its residual spread: the GP's fitted noise may be near zero
         spread = np.maximum(known, self.residual_std_**2)
-        jacobian = trend_jacobian(F, self.trend_coef_, p, q)
-        self.trend_cov_ = trend_covariance(jacobian, spread, fixed_powers=self.fixed_powers is not None)
+        jacobian = trend_jacobian(F, self.trend_coef_, *self.trend_powers_)
+        searched = self.fixed_powers is None
+        fitted = np.r_[np.ones(4, bool), searched, searched, searched and self.trend_powers_[2] > 0]
+        self.trend_cov_ = trend_covariance(jacobian, spread, fitted)
         return self
 
     def _fit_gp(self, Z, r, known):
@@ -170,15 +186,17 @@ class MonotoneGPModel(_PerformanceModel):
         return mean + r * self.y_scale_, np.sqrt(latent + trend_var)
 
 
-def trend_covariance(J: np.ndarray, noise_variance: np.ndarray, fixed_powers: bool = False) -> np.ndarray:
-    """Covariance of the trend's parameters (intercept, slopes..., p, q) by the delta method:
-    the inverse weighted Gram matrix of its Jacobian J on rows with the given noise variances.
-    The searched powers are parameters like the slopes, so their error widens the bound where the
-    trend extrapolates (with `fixed_powers` their columns get no variance)."""
-    free = J.shape[1] - 2 if fixed_powers else J.shape[1]
-    gram = J[:, :free].T @ (J[:, :free] / np.maximum(noise_variance, 1e-12)[:, None])
+def trend_covariance(J: np.ndarray, noise_variance: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """Covariance of the trend's parameters (intercept, slopes..., p, q, knee) by the delta
+    method: the inverse weighted Gram matrix of its Jacobian J on rows with the given noise
+    variances. The searched shape parameters count like the slopes, so their error widens the bound
+    where the trend extrapolates; those not fitted (`fitted` False: given, or a knee left at
+    zero) get no variance."""
+    free = np.flatnonzero(fitted)
+    Jf = J[:, free]
+    gram = Jf.T @ (Jf / np.maximum(noise_variance, 1e-12)[:, None])
     cov = np.zeros((J.shape[1], J.shape[1]))
-    cov[:free, :free] = np.linalg.pinv(gram + 1e-9 * np.trace(gram) * np.eye(free))
+    cov[np.ix_(free, free)] = np.linalg.pinv(gram + 1e-9 * np.trace(gram) * np.eye(len(free)))
     return cov
 
 

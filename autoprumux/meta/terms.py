@@ -6,40 +6,42 @@ from __future__ import annotations
 import numpy as np
 
 
-def monotone_design(F: np.ndarray, p: float, q: float) -> np.ndarray:
-    """Columns [(N^p - 1)/p, z^q, their product] of features F = [log N, z]; each rises with N
-    and s, so non-negative weights on their negatives give a trend that cannot rise."""
+def monotone_design(F: np.ndarray, p: float, q: float, knee: float = 0.0) -> np.ndarray:
+    """Columns [(N^p - 1)/p, (z - knee)+^q, their product] of features F = [log N, z]; each rises
+    with N and s, so non-negative weights on their negatives give a trend that cannot rise. The
+    knee (in z = -log(1 - s)) lets accuracy hold until pruning starts to hurt."""
     mux_term = F[:, 0] if abs(p) < 1e-9 else np.expm1(p * F[:, 0]) / p
-    sparsity_term = np.maximum(F[:, 1], 0.0) ** q
+    sparsity_term = np.maximum(F[:, 1] - knee, 0.0) ** q
     return np.column_stack([mux_term, sparsity_term, mux_term * sparsity_term])
 
 
-def trend_design(F: np.ndarray, p: float, q: float) -> np.ndarray:
+def trend_design(F: np.ndarray, *shape: float) -> np.ndarray:
     """[1, monotone_design]: the design of the monotone trend, intercept first."""
-    return np.column_stack([np.ones(len(F)), monotone_design(F, p, q)])
+    return np.column_stack([np.ones(len(F)), monotone_design(F, *shape)])
 
 
-def monotone_trend(F: np.ndarray, coef: np.ndarray, p: float, q: float) -> np.ndarray:
-    """The trend `fit_monotone_trend` found, at features F."""
-    return trend_design(F, p, q) @ coef
+def monotone_trend(F: np.ndarray, coef: np.ndarray, *shape: float) -> np.ndarray:
+    """The trend `fit_monotone_trend` found, at features F (shape: p, q and the knee)."""
+    return trend_design(F, *shape) @ coef
 
 
-def trend_jacobian(F: np.ndarray, coef: np.ndarray, p: float, q: float) -> np.ndarray:
-    """d trend / d (intercept, slopes..., p, q) at features F: the linear coefficients' design,
-    then the powers' columns by central differences."""
-    columns = [trend_design(F, p, q)]
-    for i, step in enumerate((1e-4, 1e-4 * max(q, 1.0))):
-        up, down = np.array([p, q], float), np.array([p, q], float)
+def trend_jacobian(F: np.ndarray, coef: np.ndarray, *shape: float) -> np.ndarray:
+    """d trend / d (intercept, slopes..., shape...) at features F: the linear coefficients'
+    design, then one column per shape parameter by central differences."""
+    columns = [trend_design(F, *shape)]
+    for i in range(len(shape)):
+        step = 1e-4 * max(abs(shape[i]), 1.0)
+        up, down = np.array(shape, float), np.array(shape, float)
         up[i] += step
         down[i] -= step
         columns.append(((monotone_trend(F, coef, *up) - monotone_trend(F, coef, *down)) / (2 * step))[:, None])
     return np.column_stack(columns)
 
 
-def trend_variance(F: np.ndarray, cov: np.ndarray, coef: np.ndarray, p: float, q: float) -> np.ndarray:
+def trend_variance(F: np.ndarray, cov: np.ndarray, coef: np.ndarray, *shape: float) -> np.ndarray:
     """Variance of the fitted trend at features F by the delta method, from the covariance of
-    (intercept, slopes..., p, q)."""
-    J = trend_jacobian(F, coef, p, q)
+    (intercept, slopes..., shape...)."""
+    J = trend_jacobian(F, coef, *shape)
     return np.maximum(np.einsum("ni,ij,nj->n", J, cov, J), 0.0)
 
 
