@@ -23,6 +23,7 @@ from autoprumux.meta import (
     results_from_frame,
     synthetic_table,
 )
+from autoprumux.meta.calibration import std_scale
 from autoprumux.meta.compiled import CompiledTarget, compile_target
 from autoprumux.meta.selection import TargetModel
 from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
@@ -192,3 +193,16 @@ def test_evaluate_on_noiseless_table_has_small_regret_and_no_violations():
     assert 0.0 <= ev.regret < 0.1
     assert ev.splits["pick_hidden"].dtype == bool
     assert set(ev.to_dict()) >= {"regret", "violation_rate", "per_budget"}
+
+
+def test_calibration_leaves_a_calibrated_std_alone_and_widens_one_too_small():
+    rng = np.random.default_rng(0)
+    noise = np.full(25, 0.5**2)
+    honest, too_small = [], []
+    for _ in range(200):
+        residual = rng.normal(0.0, np.sqrt(1.0 + 0.25), 25)  # model error 1, measurement noise 0.5
+        honest.append(std_scale(residual, np.ones(25), noise))
+        too_small.append(std_scale(residual, np.full(25, 0.4), noise))
+    assert np.mean(np.isclose(honest, 1.0)) >= 0.75, np.mean(np.isclose(honest, 1.0))
+    assert np.mean(honest) < 1.1
+    assert 1.6 <= np.median(too_small) <= 2.6, np.median(too_small)

@@ -139,7 +139,9 @@ class MonotoneGPModel(_PerformanceModel):
         weights = 1.0 / (known + max(np.var(y) * 1e-3, 1e-6))
         self.trend_coef_, self.trend_powers_ = fit_monotone_trend(F, y, weights, self.monotone, self.fixed_powers)
         residual = y - monotone_trend(F, self.trend_coef_, *self.trend_powers_)
-        dof = max(len(y) - 4, 1)
+        searched = self.fixed_powers is None
+        fitted = np.r_[np.ones(4, bool), searched, searched, searched and self.trend_powers_[2] > 0]
+        dof = max(len(y) - int(fitted.sum()), 1)
         self.residual_std_ = float(np.sqrt(residual @ residual / dof))
         self.scaler_mean_, self.scaler_scale_ = F.mean(axis=0), np.where(F.std(axis=0) > 0, F.std(axis=0), 1.0)
         self.y_scale_ = max(float(np.std(residual)), float(np.sqrt(known.mean())), 1e-4)
@@ -149,8 +151,6 @@ class MonotoneGPModel(_PerformanceModel):
         # the trend's own error uses its residual spread: the GP's fitted noise may be near zero
         spread = np.maximum(known, self.residual_std_**2)
         jacobian = trend_jacobian(F, self.trend_coef_, *self.trend_powers_)
-        searched = self.fixed_powers is None
-        fitted = np.r_[np.ones(4, bool), searched, searched, searched and self.trend_powers_[2] > 0]
         self.trend_cov_ = trend_covariance(jacobian, spread, fitted)
         return self
 
