@@ -30,6 +30,7 @@ from autoprumux.meta import (
     synthetic_table,
 )
 from autoprumux.meta.selection import MODELS_FILENAME
+from autoprumux.meta.suggestion import certification_probability, constrained_expected_improvement
 
 ESTIMATE_KEYS = {
     "mux",
@@ -297,6 +298,23 @@ def test_warns_when_the_pick_is_on_the_edge_or_extrapolated(fitted):
     outside = recommend(results, "30%", models=models, mux_choices=[1, 16], sparsity_choices=[0.0, 0.5])
     assert outside.recommendation.mux == 16
     assert any("extrapolation" in w for w in outside.warnings)
+
+
+def test_suggest_values_what_one_measurement_can_certify():
+    # three equally fast candidates, floor 0.80, one measurement's std 0.005 (a 95% bound needs the
+    # posterior mean about 0.8 points clear): well clear, unexplored but promising, and a hair
+    # above the floor with a tight prediction that no single measurement can lift over the bar
+    scored = pd.DataFrame({
+        "accuracy": [0.830, 0.820, 0.802], "accuracy_std": [0.004, 0.015, 0.002],
+        "throughput": [2000.0] * 3, "log_throughput_std": [0.05] * 3,
+        "p_feasible": [1.0, 0.91, 0.84], "collapsed": [False, False, False],
+    })  # fmt: skip
+    certified = certification_probability(scored, 0.80, 0.95, 0.005**2)
+    assert certified[0] > 0.99 and 0.6 < certified[1] < certified[0] and certified[2] < 0.1
+    score, _ = constrained_expected_improvement(scored, 1000.0, certified)
+    plain, _ = constrained_expected_improvement(scored, 1000.0)
+    assert score[2] < 0.15 * plain[2] and np.argmax(score) == 0
+    assert certification_probability(scored.assign(collapsed=True), 0.80, 0.95, 0.005**2).max() == 0
 
 
 def test_suggestions_are_unmeasured_distinct_and_explained(fitted):

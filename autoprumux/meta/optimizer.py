@@ -216,7 +216,7 @@ def score_candidates(
     scored["accuracy_std"] = acc_std
     scored["accuracy_low"] = acc - z * acc_std
     scored["accuracy_high"] = acc + z * acc_std
-    scored["p_feasible"] = _normal_cdf((acc - floor) / np.maximum(acc_std, 1e-12))
+    scored["p_feasible"] = normal_cdf((acc - floor) / np.maximum(acc_std, 1e-12))
     scored["throughput"] = np.exp(log_thr)
     scored["throughput_low"] = np.exp(log_thr - z * log_thr_std)
     scored["throughput_high"] = np.exp(log_thr + z * log_thr_std)
@@ -229,7 +229,7 @@ def score_candidates(
     return scored
 
 
-def _normal_cdf(x: np.ndarray) -> np.ndarray:
+def normal_cdf(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.vectorize(math.erf)(np.asarray(x, float) / math.sqrt(2.0)))
 
 

@@ -1,11 +1,16 @@
-"""Which configurations to train next: constrained expected improvement over the candidates.
+"""Which configurations to train next: expected improvement of what `recommend` picks.
 
-A candidate's score is the expected improvement of the constrained optimum: the expected gain in
-throughput (log-normal predictive throughput) over what `recommend` would pick now (the incumbent:
-the fastest candidate whose accuracy bound meets the floor, at its measured throughput when it was
-measured), times the probability that the candidate's accuracy meets the floor. After each pick, the models are refitted with the pick's predicted values as if it had
-been measured ("kriging believer"), and picks keep a minimum sparsity distance within one N, so
-the K suggestions spread out instead of piling up at one spot.
+A candidate's score is the expected gain in throughput (log-normal predictive throughput) over
+what `recommend` would pick now (the incumbent: the fastest candidate whose accuracy bound meets
+the floor, at its measured throughput when it was measured), times the probability that one
+measurement of the candidate lets `recommend` certify it (`certification_probability`: the
+measurement and the prediction combined must clear the floor at the asked confidence). That is a
+one-step knowledge gradient restricted to the candidate itself: a configuration that is probably
+within budget but sits too close to the floor for one noisy measurement to settle is worth
+little, because `recommend` could not pick it afterwards either. After each pick, the models are
+refitted with the pick's predicted values as if it had been measured ("kriging believer"), and
+picks keep a minimum sparsity distance within one N, so the K suggestions spread out instead of
+piling up at one spot.
 """
 
 from __future__ import annotations
@@ -19,7 +24,13 @@ import numpy as np
 import pandas as pd
 
 from autoprumux.meta.budget import DEFAULT_CONFIDENCE, accuracy_floor, parse_budget
-from autoprumux.meta.optimizer import candidate_configurations, check_confidence, choose, score_candidates
+from autoprumux.meta.optimizer import (
+    candidate_configurations,
+    check_confidence,
+    choose,
+    normal_cdf,
+    score_candidates,
+)
 from autoprumux.meta.results import Results
 from autoprumux.meta.selection import FittedModels, fit_performance_models
 
@@ -65,11 +76,28 @@ class Suggestions:
         return out
 
 
-def constrained_expected_improvement(scored: pd.DataFrame, incumbent: float) -> tuple[np.ndarray, np.ndarray]:
-    """E[max(T - incumbent, 0)] * P(accuracy >= floor) per row of `score_candidates` output, T
-    log-normal (examples/s). Expected improvement of the constrained optimum: a configuration
-    only improves on the incumbent if it is faster and within the budget, and the two are
-    modelled independently."""
+def certification_probability(scored: pd.DataFrame, floor: float, confidence: float, noise_variance: float) -> np.ndarray:
+    """P(one measurement of the candidate lets `recommend` certify it), per row of
+    `score_candidates` output: the measurement (variance `noise_variance`) and the prediction
+    (mean m, std s) combine into a posterior of variance v = 1 / (1/s^2 + 1/noise); before
+    measuring, its mean is distributed N(m, s^2 - v), and the candidate is certified when that
+    mean less z(confidence) sqrt(v) clears the floor. A candidate a hair above the floor, or one
+    whose measurement is too noisy to settle it, is worth little even when P(feasible) is high."""
+    m, s2 = scored["accuracy"].to_numpy(float), scored["accuracy_std"].to_numpy(float) ** 2
+    v = 1.0 / (1.0 / np.maximum(s2, 1e-18) + 1.0 / max(noise_variance, 1e-18))
+    spread = np.sqrt(np.maximum(s2 - v, 1e-18))
+    z = NormalDist().inv_cdf(confidence)
+    return np.where(scored["collapsed"].to_numpy(bool), 0.0, normal_cdf((m - floor - z * np.sqrt(v)) / spread))
+
+
+def constrained_expected_improvement(
+    scored: pd.DataFrame, incumbent: float, certified: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """E[max(T - incumbent, 0)] * P per row of `score_candidates` output, T log-normal
+    (examples/s): the expected improvement of the constrained optimum, that is of what `recommend`
+    picks. A configuration only improves on it if it is faster and `recommend` can then pick it:
+    P is `certified` (`certification_probability`) when given, else P(accuracy >= floor); speed
+    and accuracy are modelled independently."""
     mu, sigma = np.log(scored["throughput"].to_numpy()), scored["log_throughput_std"].to_numpy()
     normal = NormalDist()
     cdf = np.vectorize(normal.cdf)
@@ -78,7 +106,8 @@ def constrained_expected_improvement(scored: pd.DataFrame, incumbent: float) -> 
     gain = np.exp(mu + sigma**2 / 2) * cdf(d2 + sigma) - incumbent * cdf(d2)
     gain = np.where(sigma > 1e-12, gain, np.maximum(np.exp(mu) - incumbent, 0.0))
     p_feasible = scored["p_feasible"].to_numpy()  # 0 where a collapsed measurement rules it out
-    return np.maximum(gain, 0.0) * p_feasible, p_feasible
+    weight = p_feasible if certified is None else certified
+    return np.maximum(gain, 0.0) * weight, p_feasible
 
 
 def constrained_optimum(models, candidates: pd.DataFrame, floor, confidence, results: Results) -> dict:
@@ -143,9 +172,11 @@ def _greedy_picks(
     X, y_acc = models.X[rows], models.y["accuracy"][rows]
     noise = models.fit_params["accuracy"]["noise_variance"][rows]
     remaining = candidates
+    measurement_noise = _measurement_noise(models, noise)
     while len(picks) < n and not remaining.empty:
         scored = score_candidates(models, remaining, floor, confidence, results)
-        score, p_feasible = constrained_expected_improvement(scored, incumbent)
+        certified = certification_probability(scored, floor, confidence, measurement_noise)
+        score, p_feasible = constrained_expected_improvement(scored, incumbent, certified)
         i = int(np.argmax(score))
         row = scored.iloc[i]
         picks.append(_suggestion(row, score[i], p_feasible[i], incumbent, results))
@@ -161,6 +192,16 @@ def _greedy_picks(
         )
         remaining = remaining[~near]
     return picks
+
+
+def _measurement_noise(models: FittedModels, known: np.ndarray) -> float:
+    """Variance of one new accuracy measurement: the median of the table's known (binomial) ones,
+    else the accuracy model's fitted noise."""
+    known = np.asarray(known, float)
+    known = known[np.isfinite(known) & (known > 0)]
+    if len(known):
+        return float(np.median(known))
+    return float(getattr(models.accuracy.estimator, "noise_", 0.0) or models.accuracy.cv_rmse**2)
 
 
 def _suggestion(row, score, p_feasible, incumbent, results: Results) -> Suggestion:
