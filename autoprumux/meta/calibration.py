@@ -51,7 +51,8 @@ def out_of_fold(estimator, X, y, groups, fit_params: dict | None = None, warm: d
 
 
 def std_scale(residual: np.ndarray, std: np.ndarray, noise_variance: np.ndarray) -> float:
-    """The factor k on the model std that gives held-out residuals unit standardised variance."""
+    """The smallest factor k >= 1 on the model std at which the held-out residuals are within
+    what a calibrated model shows by chance (see the module docstring)."""
     noise_variance = np.nan_to_num(noise_variance)
 
     n = len(residual)

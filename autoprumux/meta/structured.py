@@ -1,8 +1,9 @@
 """Performance models with the structure real (N, s) surfaces share.
 
 - `MonotoneGPModel` (accuracy): a trend that cannot rise with N or s (a separable parametric
-  family whose slopes are constrained to be <= 0, solved by non-negative least squares), plus a
-  Gaussian process on its residual. Each row's known measurement variance (binomial, from
+  family whose slopes are constrained to be <= 0, solved by non-negative least squares, which may
+  hold flat until a pruning knee), plus a Gaussian process on its residual. The trend's own
+  error (every fitted parameter, shape included, by the delta method) enters the std. Each row's known measurement variance (binomial, from
   `eval_examples`) enters the GP as its own noise, so the posterior at a measured point combines
   the measurement with its neighbours. `predict(..., return_std=True)` gives the std of the
   *true* value (the fitted extra noise is left out).
@@ -52,8 +53,10 @@ def fit_monotone_trend(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(coef [intercept, -slopes...], shape (p, q, knee)) of the best non-increasing separable
     trend (weighted least squares, slopes >= 0 on the negated columns; any sign unless
-    `monotone`): a grid of shapes, then a local search; or at the given `shape`. The knee stays
-    inside the measured sparsities, so it never hides a fall no row could show."""
+    `monotone`): a grid of shapes, then a local search; or at the given `shape` ((p, q) means no
+    knee). A knee is kept only when it lowers the weighted residual enough to pay for its
+    parameter (BIC), and it stays below the highest measured sparsity, so it never hides a fall no
+    row could show."""
     w = np.sqrt(weights / weights.mean())
 
     def solve(shape):
@@ -70,6 +73,7 @@ def fit_monotone_trend(
     if shape is not None:
         shape = np.r_[np.asarray(shape, float), np.zeros(3 - len(shape))]  # (p, q) means no knee
         return solve(shape)[1], shape
+
     def search(knees, top_knee):
         grid = [(p, q, k) for p in MUX_POWERS for q in SPARSITY_POWERS for k in knees]
         start = min(grid, key=lambda shape: solve(shape)[0])
@@ -103,13 +107,14 @@ class MonotoneGPModel(_PerformanceModel):
         False lets the trend's slopes take any sign (the same family, unconstrained).
     random_state : int or None, default=0
     fixed_powers, fixed_kernel : default=None
-        Hyperparameters to keep instead of searching (the trend's powers, the GP's fitted kernel);
+        Hyperparameters to keep instead of searching (the trend's shape (p, q) or (p, q, knee),
+        the GP's fitted kernel);
         `warm_start_params()` returns a fit's own, so cross-validation folds only re-solve the
         linear and GP weights.
 
     Attributes
     ----------
-    trend_coef_, trend_powers_ : the trend; scaler_mean_, scaler_scale_ : feature standardisation;
+    trend_coef_, trend_powers_ : the trend (trend_powers_ = p, q, knee); scaler_mean_, scaler_scale_ : feature standardisation;
     y_scale_ : residual scale; gp_ : fitted GaussianProcessRegressor or None; noise_ : fitted extra
     noise variance (accuracy units squared); residual_std_ : trend-only residual spread.
     """
