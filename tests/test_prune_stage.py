@@ -107,3 +107,18 @@ def test_freeze_embeddings_keeps_the_embedding_layer_while_pruning(tmp_path, fre
     pruned = load_model(prune_dir / "model").bert.embeddings.word_embeddings.weight
     kept = load_masks(prune_dir / MASKS_FILE).hidden > 0
     assert torch.equal(pruned, parent[:, kept]) == freeze
+
+
+def test_a_reused_cpu_stage_records_its_thread_count_and_a_different_count_is_warned_about(tmp_path, capsys):
+    run = tmp_path / "run"
+    first = train_configuration(SETTINGS, mux=1, sparsity=0.0, out_dir=run, device="cpu", progress=False)
+    stage = json.loads((Path(first["stages"][0]["dir"]) / "stage.json").read_text())
+    assert stage["cpu_threads"] == 1
+    capsys.readouterr()
+    train_configuration(SETTINGS, mux=1, sparsity=0.0, out_dir=run, device="cpu", progress=False)
+    assert "warning" not in capsys.readouterr().err  # same thread count: reused silently
+    torch.set_num_threads(2)
+    again = train_configuration(SETTINGS, mux=1, sparsity=0.0, out_dir=run, device="cpu", progress=False)
+    err = capsys.readouterr().err
+    assert again["stages"][0]["reused"]
+    assert f"stage {again['stages'][0]['key']} is reused from a run on 1 CPU thread(s), this one uses 2" in err

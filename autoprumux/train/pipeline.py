@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -93,13 +94,16 @@ def _run_stages(settings, chain, out_dir, *, device, teacher_dir, store, progres
 
 
 def _run_one(function, settings, stage: Stage, parent, out_dir, *, device, teacher_dir, store, progress):
-    from autoprumux.train.stage_io import STAGE_FILE
+    from autoprumux.train.stage_io import STAGE_FILE, read_stage_metrics, write_json_atomic
 
     built = False
 
     def build(target: Path) -> None:
         nonlocal built
         function(settings, stage, parent, Path(target), device=device, teacher_dir=teacher_dir, progress=progress)
+        if device.type == "cpu":  # the thread count changes floating-point sums, and so results
+            metrics = read_stage_metrics(target)
+            write_json_atomic(Path(target) / STAGE_FILE, {**metrics, "cpu_threads": _cpu_threads()})
         built = True
 
     if store is not None:
@@ -108,7 +112,27 @@ def _run_one(function, settings, stage: Stage, parent, out_dir, *, device, teach
         stage_dir = Path(out_dir) / "stages" / stage.key
         if not (stage_dir / STAGE_FILE).is_file():
             build(stage_dir)
+    if not built and device.type == "cpu":
+        _warn_on_other_threads(stage, read_stage_metrics(stage_dir).get("cpu_threads"))
     return stage_dir, not built
+
+
+def _cpu_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _warn_on_other_threads(stage: Stage, trained_with) -> None:
+    """One line when a reused CPU stage was trained with another thread count than this process
+    uses: its result can differ from what this process would train by a few points."""
+    if trained_with is not None and int(trained_with) != _cpu_threads():
+        print(
+            f"warning: stage {stage.key} is reused from a run on {trained_with} CPU thread(s), this one "
+            f"uses {_cpu_threads()}; training from scratch can differ by a few points between thread "
+            "counts (delete the stage to retrain it here)",
+            file=sys.stderr,
+        )
 
 
 def _surviving_structure(model) -> dict:
