@@ -23,6 +23,7 @@ from statistics import NormalDist
 import numpy as np
 from scipy.optimize import least_squares
 
+from autoprumux.meta.replay import baseline_index
 from autoprumux.meta.surfaces import Surface
 
 #: (name, lower, upper) of the free parameters
@@ -100,6 +101,4 @@ def family_oracle_pick(case, results, grid, floor, confidence, cache: dict) -> i
     dead = grid["mux"].to_numpy() == (case.surface.dead_mux or -1)
     ok = (mean - NormalDist().inv_cdf(confidence) * std >= floor) & ~dead
     throughput = grid["throughput"].to_numpy(float)
-    return int(np.argmax(np.where(ok, throughput, -np.inf))) if ok.any() else int(
-        np.flatnonzero((grid["mux"] == 1) & (grid["sparsity"] == 0))[0]
-    )
+    return int(np.argmax(np.where(ok, throughput, -np.inf))) if ok.any() else baseline_index(grid)
