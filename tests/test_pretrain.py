@@ -1,6 +1,7 @@
 """Multiplexed pre-training: the corruption, the stage's key (shared across tasks) and its reuse."""
 
 import dataclasses
+import shutil
 
 import pytest
 import torch
@@ -132,3 +133,26 @@ def test_pretraining_runs_at_n1_too_so_the_baseline_gets_it(tmp_path):
     assert metrics["stages"][0]["metrics"]["steps"] == 4  # no retrieval target at N = 1: the budget runs
     assert metrics["retrieval_accuracy"] is None  # copying at N = 1 is not retrieval
     assert load_model(tmp_path / "n1" / "model").retrieval_head is None
+
+
+def test_a_fine_tune_after_a_reused_pretraining_does_not_depend_on_what_ran_before_it(tmp_path):
+    # The fine-tune draws a new classifier and retrieval head before its loop seeds. The first run
+    # trains the pretraining in this process; the second reuses it from disk, after another
+    # history of the global random state, and retrains only the fine-tune.
+    settings = TrainingSettings(
+        task="synthetic-sentiment", model="tiny", data=DataSettings(train_size=32, eval_size=16, max_seq_len=16),
+        pretrain=PretrainSettings(steps=4, batch_size=8),
+        finetune=FinetuneSettings(steps=2, batch_size=8, retrieval_loss_coeff=0.1),
+        bench=BenchSettings(batch_size=2, seq_len=16, warmup=1, repeats=2, threads=1),
+    )
+    run = tmp_path / "n2"
+    first = train_configuration(settings, 2, 0.0, run, progress=False)
+    weights = load_model(run / "model").state_dict()
+    assert [s["name"] for s in first["stages"]] == ["pretrain", "finetune"]
+    shutil.rmtree(first["stages"][-1]["dir"])
+    torch.manual_seed(7)
+    torch.rand(123)
+    again = train_configuration(settings, 2, 0.0, run, progress=False)
+    assert [s["reused"] for s in again["stages"]] == [True, False]
+    retrained = load_model(run / "model").state_dict()
+    assert all(torch.equal(weights[k], retrained[k]) for k in weights)

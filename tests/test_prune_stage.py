@@ -122,3 +122,22 @@ def test_a_reused_cpu_stage_records_its_thread_count_and_a_different_count_is_wa
     err = capsys.readouterr().err
     assert again["stages"][0]["reused"]
     assert f"stage {again['stages'][0]['key']} is reused from a run on 1 CPU thread(s), this one uses 2" in err
+
+
+
+def test_a_pruned_model_does_not_depend_on_what_ran_before_it_in_the_process(tmp_path):
+    # A sweep worker trains some stages and reuses others, so the global random state at the
+    # start of a prune stage depends on its history; the gates' initial noise must not.
+    teacher = tmp_path / "n2s0"
+    train_configuration(SETTINGS, mux=2, sparsity=0.0, out_dir=teacher, progress=False)
+    logs = []
+    for history in (1, 2):
+        torch.manual_seed(history)
+        torch.rand(history * 100)
+        run = tmp_path / f"after{history}"
+        metrics = train_configuration(SETTINGS, mux=2, sparsity=0.7, out_dir=run, teacher_dir=teacher, progress=False)
+        prune_dir = next((run / "stages").glob("prune-*"))
+        logs.append((load_masks(prune_dir / MASKS_FILE), metrics["accuracy"]))
+    (first, accuracy), (second, again) = logs
+    assert torch.equal(first.hidden, second.hidden) and torch.equal(first.heads, second.heads)
+    assert accuracy == again

@@ -189,6 +189,7 @@ def run_finetune(
     finetune = settings.finetune
     coeff = finetune.retrieval_loss_coeff if stage.mux > 1 else 0.0
     data = load_stage_data(settings, parent_dir)
+    seed_everything(settings.seed)  # a new classifier or retrieval head is drawn before the loop seeds
     if parent_dir is not None:
         model = load_parent_model(parent_dir)
         if read_stage_metrics(parent_dir).get("stage") == "pretrain":  # task-free: give it this task's classifier

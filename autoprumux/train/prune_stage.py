@@ -41,7 +41,7 @@ from autoprumux.prune import (
 )
 from autoprumux.prune.objective import DistillationWeights, PruningObjective
 from autoprumux.spec import TrainingSettings, settings_to_dict
-from autoprumux.train.device import resolve_device
+from autoprumux.train.device import resolve_device, seed_everything
 from autoprumux.train.loop import default_param_groups, evaluate_accuracy, model_inputs, train_loop
 from autoprumux.train.plan import Stage
 from autoprumux.train.stage_io import (
@@ -154,6 +154,9 @@ def run_prune(
     if prune.freeze_embeddings:
         model.bert.embeddings.requires_grad_(False)
 
+    # the gates' initial noise and the distiller's projections are drawn here, before the loop
+    # seeds: seed now, so the stage does not depend on what its process ran before it
+    seed_everything(settings.seed)
     gated = attach_gates(model.to(device), droprate_init=prune.droprate_init)
     per_epoch = steps_per_epoch(data.train, stage.mux, prune.batch_size)
     total_batches = budget_batches(prune.budget, data.train, stage.mux, prune.batch_size, prune.grad_accum)
