@@ -8,7 +8,8 @@ a violation is a pick whose measured accuracy is under the floor.
 
 Coverage: for every hidden configuration, whether its measured accuracy is at least the one-sided
 lower bound at 90, 80 and 50% (the bound on a new measurement: the model's uncertainty about the
-true accuracy combined with the measurement's own noise, binomial where `eval_examples` is known).
+true accuracy combined with the measurement's own noise: binomial where `eval_examples` is known,
+plus the model's fitted noise beyond it, such as training-seed noise).
 A calibrated model covers close to those shares. Collapsed configurations are left out.
 """
 
@@ -141,9 +142,9 @@ def _covered(models, hidden: pd.DataFrame) -> np.ndarray:
         return np.empty((0, len(COVERAGE_LEVELS)))
     pred = models.predict(hidden[["mux", "feature_sparsity"]].to_numpy(float))
     noise = np.zeros(len(hidden))
-    if models.accuracy.std_source == "native":
-        fitted_noise = getattr(models.accuracy.estimator, "noise_", 0.0)
-        noise = np.where(np.isfinite(hidden["accuracy_se"]), hidden["accuracy_se"] ** 2, fitted_noise)
+    if models.accuracy.std_source == "native":  # known (binomial) variance + the fitted excess
+        known = np.nan_to_num(hidden["accuracy_se"].to_numpy(float) ** 2)
+        noise = known + getattr(models.accuracy.estimator, "noise_", 0.0)
     spread = np.sqrt(pred["accuracy_std"] ** 2 + noise)
     z = np.array([NormalDist().inv_cdf(level) for level in COVERAGE_LEVELS])
     low = pred["accuracy"][:, None] - z[None, :] * spread[:, None]

@@ -115,8 +115,11 @@ class MonotoneGPModel(_PerformanceModel):
     Attributes
     ----------
     trend_coef_, trend_powers_ : the trend (trend_powers_ = p, q, knee); scaler_mean_, scaler_scale_ : feature standardisation;
-    y_scale_ : residual scale; gp_ : fitted GaussianProcessRegressor or None; noise_ : fitted extra
-    noise variance (accuracy units squared); residual_std_ : trend-only residual spread.
+    y_scale_ : residual scale; gp_ : fitted GaussianProcessRegressor or None; noise_ : fitted
+    variance of a measurement beyond its known (binomial) variance, in accuracy units squared: the
+    GP's white noise, or without the GP the trend's residual variance less the known mean
+    (training-seed noise where the binomial variance is known, all the noise where it is not);
+    residual_std_ : trend-only residual spread.
     """
 
     has_native_std = True
@@ -150,7 +153,9 @@ class MonotoneGPModel(_PerformanceModel):
         self.residual_std_ = float(np.sqrt(residual @ residual / dof))
         self.scaler_mean_, self.scaler_scale_ = F.mean(axis=0), np.where(F.std(axis=0) > 0, F.std(axis=0), 1.0)
         self.y_scale_ = max(float(np.std(residual)), float(np.sqrt(known.mean())), 1e-4)
-        self.gp_, self.noise_ = None, self.residual_std_**2
+        # noise_: a measurement's variance around the true value beyond its known variance
+        # (training-seed noise, or misfit); without a GP, the residual spread beyond the known part
+        self.gp_, self.noise_ = None, max(self.residual_std_**2 - float(known.mean()), 0.0)
         if self.residual_gp and len(y) >= 4:
             self._fit_gp((F - self.scaler_mean_) / self.scaler_scale_, residual / self.y_scale_, known)
         # the trend's own error uses its residual spread: the GP's fitted noise may be near zero

@@ -195,13 +195,14 @@ def _greedy_picks(
 
 
 def _measurement_noise(models: FittedModels, known: np.ndarray) -> float:
-    """Variance of one new accuracy measurement: the median of the table's known (binomial) ones,
-    else the accuracy model's fitted noise."""
+    """Variance of one new accuracy measurement: the median of the table's known (binomial) ones
+    plus the accuracy model's fitted noise beyond them (all of it where none is known)."""
     known = np.asarray(known, float)
     known = known[np.isfinite(known) & (known > 0)]
+    excess = float(getattr(models.accuracy.estimator, "noise_", 0.0))
     if len(known):
-        return float(np.median(known))
-    return float(getattr(models.accuracy.estimator, "noise_", 0.0) or models.accuracy.cv_rmse**2)
+        return float(np.median(known)) + excess
+    return excess or models.accuracy.cv_rmse**2
 
 
 def _suggestion(row, score, p_feasible, incumbent, results: Results) -> Suggestion:
