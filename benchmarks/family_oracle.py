@@ -2,12 +2,12 @@
 
 No product method: it is told the generating family of `autoprumux.meta.surfaces.Surface` (the
 accuracy formula, its fixed constants n_top and s_top, the width that collapsed, the number of
-labels) and the TRUE throughput of every configuration. It fits the accuracy formula's six free
-parameters (base, mux_drop, prune_drop, interaction, q, knee) by weighted non-linear least
-squares to the measured rows, each weighted by its known binomial variance (or by the residual
-variance under Gaussian noise), takes the parameters' covariance from the Jacobian, and bounds the
-accuracy of every grid point by the delta method. Its pick is the fastest point whose one-sided
-lower bound clears the floor.
+labels), the std of any training noise, and the TRUE throughput of every configuration. It fits the
+accuracy formula's six free parameters (base, mux_drop, prune_drop, interaction, q, knee) by
+weighted non-linear least squares to the measured rows, each weighted by its known binomial
+variance (or by the residual variance under Gaussian noise), takes the parameters' covariance from
+the Jacobian, and bounds the accuracy of every grid point by the delta method. Its pick is the
+fastest point whose one-sided lower bound clears the floor.
 
 With a correctly specified model, exact throughput and no model selection, what regret is left
 comes from the accuracy measurements' noise alone; `benchmarks/recommender.py` reports it beside
@@ -95,6 +95,7 @@ def family_oracle_pick(case, results, grid, floor, confidence, cache: dict) -> i
         if "eval_examples" in table:
             p = table["accuracy"].to_numpy(float)
             variance = np.clip(p * (1 - p), 0.01, None) / table["eval_examples"].to_numpy(float)
+            variance = variance + case.training_noise**2  # it knows the training noise's std too
         theta, cov = fit_family(case.surface, table["mux"], table["sparsity"], table["accuracy"], variance)
         cache[key] = predict_family(case.surface, theta, cov, grid["mux"], grid["sparsity"])
     mean, std = cache[key]

@@ -5,14 +5,17 @@
 Cases: every family of `autoprumux.meta.surfaces` (smooth, mid-N throughput peak, a width that
 never trained, pruning knee) x `--seeds` (each draws a grid of 35-42 points, 40-60% of it measured,
 Gaussian or binomial accuracy noise, 3-4% throughput noise, with or without a FLOPs column).
-Budgets 1, 2, 3, 5%; regret = 1 - true throughput of the pick / best true throughput within the
-floor (a violation counts as 1). Peers, on the same cases in the same run: the best measured row
-within budget, and one scikit-learn GP per objective on (log N, -log(1 - s)) picking by its 90%
-lower bound or by its mean. Beside them, not a product method, the family oracle
-(`benchmarks/family_oracle.py`): told the generating formula and the true throughput, it fits
-the formula's parameters and bounds by the delta method, so its regret is what the measurement
-noise alone leaves to a calibrated method. Coverage: share of unmeasured grid points whose true accuracy is at
-least the 90/80/50% one-sided lower bound.
+`--noise-scale 0.5` halves every accuracy measurement's std (same surfaces, grids and measured
+points), to show how regret falls with the noise. `--training-noise 0.01` adds a training-seed
+offset of that std to every measured configuration (the truth stays the surface: what a
+configuration trains to on average). Budgets 1, 2, 3, 5%; regret = 1 - true throughput of the pick
+/ best true throughput within the floor (a violation counts as 1). Peers, on the same cases in the
+same run: the best measured row within budget, and one scikit-learn GP per objective on (log N,
+-log(1 - s)) picking by its 90% lower bound or by its mean. Beside them, not a product method, the
+family oracle (`benchmarks/family_oracle.py`): told the generating formula and the true throughput,
+it fits the formula's parameters and bounds by the delta method, so its regret is what the
+measurement noise alone leaves to a calibrated method. Coverage: share of unmeasured grid points
+whose true accuracy is at least the 90/80/50% one-sided lower bound.
 """
 
 from __future__ import annotations
@@ -152,12 +155,17 @@ def main(argv=None) -> None:
     parser.add_argument("--out", help="folder for the per-decision CSV and the summary")
     parser.add_argument("--accuracy-model", help="use only this accuracy candidate (e.g. monotone-gp)")
     parser.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE)
+    parser.add_argument("--noise-scale", type=float, default=1.0,
+                        help="multiply every accuracy measurement's std (binomial: evaluate on 1/scale^2 the examples)")
+    parser.add_argument("--training-noise", type=float, default=0.0,
+                        help="std (accuracy fraction) of a training-seed offset per measured configuration (default 0)")
     args = parser.parse_args(argv)
     if args.accuracy_model:
         CANDIDATES.update(default_candidates())
         known = {**CANDIDATES["accuracy"], "gp": GaussianProcessModel()}  # gp: the model before issue 14
         CANDIDATES["accuracy"] = {args.accuracy_model: known[args.accuracy_model]}
-    cases = suite(args.families.split(","), range(args.first_seed, args.first_seed + args.seeds))
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    cases = suite(args.families.split(","), seeds, training_noise=args.training_noise, noise_scale=args.noise_scale)
     by_name = {case.name: case for case in cases}
     methods = {**METHODS, FAMILY_ORACLE: lambda results, grid, floor, confidence: family_oracle_pick(
         by_name[results.source], results, grid, floor, confidence, _FAMILY_CACHE)}  # fmt: skip

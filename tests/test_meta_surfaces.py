@@ -180,3 +180,36 @@ def test_regret_against_the_clear_oracle_forgives_the_knife_edge():
     below = case.grid[case.grid["accuracy"] < floor].index
     if len(below):
         assert regret_of(case, floor, int(below[0]), margin=0.005) == (1.0, True)
+
+
+def test_training_noise_keeps_the_case_and_is_fitted_as_noise_beyond_the_binomial():
+    tau = 0.015
+    excess = {0.0: [], tau: []}
+    for seed in range(4):
+        plain = make_case("smooth", seed, noise="binomial", measured_fraction=0.6)
+        noisy = make_case("smooth", seed, noise="binomial", measured_fraction=0.6, training_noise=tau)
+        same = [c for c in plain.table.columns if c not in ("accuracy", "throughput")]
+        assert plain.table[same].equals(noisy.table[same])
+        assert not np.allclose(plain.table["accuracy"], noisy.table["accuracy"])
+        for case in (plain, noisy):
+            results = results_from_frame(case.table)
+            model = MonotoneGPModel(residual_gp=False).fit(
+                results.features, results.rows["accuracy"], noise_variance=results.accuracy_variance
+            )
+            excess[case.training_noise].append(model.noise_)
+    assert np.sqrt(np.mean(excess[0.0])) < 0.5 * tau  # the binomial part is known, not excess
+    assert 0.5 * tau < np.sqrt(np.mean(excess[tau])) < 1.5 * tau
+
+
+def test_noise_scale_shrinks_only_the_accuracy_noise():
+    for noise in ("binomial", "gaussian"):
+        full = make_case("knee", 5, noise=noise)
+        half = make_case("knee", 5, noise=noise, noise_scale=0.5)
+        assert full.surface == half.surface and full.grid.equals(half.grid)
+        assert full.table[["mux", "sparsity"]].equals(half.table[["mux", "sparsity"]])
+        truth = full.surface.accuracy(full.table["mux"], full.table["sparsity"])
+        if noise == "binomial":
+            assert half.table["eval_examples"].iloc[0] == round(full.table["eval_examples"].iloc[0] * 4)
+        else:
+            error = [np.sqrt(np.mean((case.table["accuracy"] - truth) ** 2)) for case in (full, half)]
+            assert error[1] < 0.75 * error[0]

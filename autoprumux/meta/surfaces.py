@@ -11,6 +11,10 @@ any (N, s), and the FLOPs per example that produce the throughput. Families (`FA
 
 `make_case` draws one surface of a family, a grid, the measured subset (baseline always in) and
 the noise (Gaussian, or binomial over `eval_examples`), and returns the table with its truth.
+With `training_noise` (a std, in accuracy units) each measured configuration first trains to its
+true accuracy plus a draw of that std, as a training seed moves a real run; the truth stays the
+surface (what the configuration trains to on average), and nothing in the table tells that noise
+apart from the measurement's beyond the binomial variance it can compute.
 
 >>> case = make_case("smooth", seed=0)
 >>> bool(case.table["mux"].eq(1).any()), case.table.shape[0] < len(case.grid)
@@ -131,6 +135,7 @@ class Case:
     grid: pd.DataFrame = field(repr=False)  # columns mux, sparsity, accuracy, throughput (true)
     table: pd.DataFrame = field(repr=False)
     noise: str
+    training_noise: float = 0.0
 
 
 def make_case(
@@ -141,9 +146,16 @@ def make_case(
     measured_fraction: float | None = None,
     throughput_noise: float | None = None,
     flops: bool | None = None,
+    training_noise: float = 0.0,
+    noise_scale: float = 1.0,
 ) -> Case:
     """A generated table of `family`; unset choices are drawn from `seed` (grid, noise in
-    {gaussian, binomial}, 40-60% of the grid measured, 3-4% throughput noise, FLOPs column)."""
+    {gaussian, binomial}, 40-60% of the grid measured, 3-4% throughput noise, FLOPs column).
+    `training_noise`: std of each measured configuration's training-seed offset (none by default;
+    the surface, grid, measured points and evaluation size stay those drawn without it).
+    `noise_scale` multiplies the accuracy measurement's std: the Gaussian sd, or the binomial one
+    by evaluating on 1 / noise_scale^2 times the examples (the surface, grid, measured points and
+    noise kind stay those of scale 1)."""
     rng = np.random.default_rng(seed)
     grid_index = int(rng.integers(len(GRIDS))) if grid_index is None else grid_index
     mux_values, sparsities = GRIDS[grid_index]
@@ -164,22 +176,30 @@ def make_case(
     base = int(np.flatnonzero((mux == 1) & (sparsity == 0))[0])
     others = rng.permutation(np.delete(np.arange(len(grid)), base))
     chosen = np.r_[base, others[: max(int(round(fraction * len(grid))) - 1, 2)]]
-    table = measure(surface, grid.loc[np.sort(chosen), ["mux", "sparsity"]], noise, throughput_noise, flops, rng)
+    points = grid.loc[np.sort(chosen), ["mux", "sparsity"]]
+    table = measure(surface, points, noise, throughput_noise, flops, rng, training_noise, noise_scale)
     name = f"{family}-g{grid_index}-{noise}-{seed}"
-    return Case(name, surface, grid, table, noise)
+    return Case(name, surface, grid, table, noise, training_noise)
 
 
-def measure(surface: Surface, points: pd.DataFrame, noise: str, throughput_noise: float, flops: bool, rng):
-    """A results table of noisy measurements of `surface` at `points` (columns mux, sparsity)."""
+def measure(surface: Surface, points: pd.DataFrame, noise: str, throughput_noise: float, flops: bool, rng,
+            training_noise: float = 0.0, noise_scale: float = 1.0):  # fmt: skip
+    """A results table of noisy measurements of `surface` at `points` (columns mux, sparsity); with
+    `training_noise`, each point's trained accuracy is off its truth by a normal draw of that std
+    (from a child generator of `rng`)."""
     mux, sparsity = points["mux"].to_numpy(int), points["sparsity"].to_numpy(float)
     truth = surface.accuracy(mux, sparsity)
+    if training_noise > 0:
+        offsets = rng.spawn(1)[0].normal(0.0, training_noise, len(truth))
+        truth = np.clip(truth + offsets, 0.0, 1.0)
     columns: dict = {}
     if noise == "binomial":
-        examples = int(rng.choice(GLUE_DEV_SIZES))
+        examples = int(round(int(rng.choice(GLUE_DEV_SIZES)) / noise_scale**2))
         accuracy = rng.binomial(examples, truth) / examples
         columns["eval_examples"] = examples
     else:
-        accuracy = np.clip(truth + rng.normal(0.0, rng.uniform(0.002, 0.005), len(truth)), 0.0, 1.0)
+        sd = noise_scale * rng.uniform(0.002, 0.005)
+        accuracy = np.clip(truth + rng.normal(0.0, sd, len(truth)), 0.0, 1.0)
     throughput = surface.throughput(mux, sparsity) * np.exp(rng.normal(0.0, throughput_noise, len(mux)))
     frame = pd.DataFrame(
         {
@@ -201,6 +221,8 @@ def measure(surface: Surface, points: pd.DataFrame, noise: str, throughput_noise
     return frame.reset_index(drop=True)
 
 
-def suite(families=FAMILIES, seeds=range(12)) -> list[Case]:
+def suite(families=FAMILIES, seeds=range(12), training_noise: float = 0.0,
+          noise_scale: float = 1.0) -> list[Case]:  # fmt: skip
     """`make_case(family, seed)` for every family and seed (grids and noise drawn per seed)."""
-    return [make_case(family, 1000 * i + seed) for i, family in enumerate(families) for seed in seeds]
+    return [make_case(family, 1000 * i + seed, training_noise=training_noise, noise_scale=noise_scale)
+            for i, family in enumerate(families) for seed in seeds]  # fmt: skip
