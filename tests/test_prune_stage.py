@@ -124,7 +124,6 @@ def test_a_reused_cpu_stage_records_its_thread_count_and_a_different_count_is_wa
     assert f"stage {again['stages'][0]['key']} is reused from a run on 1 CPU thread(s), this one uses 2" in err
 
 
-
 def test_a_pruned_model_does_not_depend_on_what_ran_before_it_in_the_process(tmp_path):
     # A sweep worker trains some stages and reuses others, so the global random state at the
     # start of a prune stage depends on its history; the gates' initial noise must not.
