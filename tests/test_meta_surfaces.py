@@ -9,8 +9,10 @@ import pytest
 
 from autoprumux.meta import evaluate, fit_performance_models, recommend, results_from_frame
 from autoprumux.meta.replay import baseline_index, coverage, grid_index, regret_of
+from autoprumux.meta.results import mux_sparsity_features
 from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
 from autoprumux.meta.surfaces import FAMILIES, GRIDS, Surface, make_case, random_surface
+from autoprumux.meta.terms import trend_design
 
 
 def _choices(case):
@@ -88,6 +90,32 @@ def test_the_trend_bound_counts_the_error_of_its_searched_powers():
     _, inside_searched = searched.predict(X, return_std=True)
     _, inside_fixed = fixed.predict(X, return_std=True)
     assert np.median(inside_searched / inside_fixed) < 1.5
+
+
+def test_with_the_residual_gp_the_std_is_that_of_a_gp_with_the_trend_as_explicit_basis():
+    # For a fixed shape, trend + GP is a GP with explicit basis functions h(x) (Rasmussen and
+    # Williams 2006, section 2.7): its posterior variance is that of a GP whose kernel adds
+    # B h(x)'h(x') with B -> infinity, which this test computes directly.
+    case = make_case("smooth", 3, noise="binomial")
+    results = results_from_frame(case.table)
+    X, y, known = results.features, results.rows["accuracy"].to_numpy(), results.accuracy_variance
+    first = MonotoneGPModel().fit(X, y, noise_variance=known)
+    model = MonotoneGPModel(fixed_powers=tuple(first.trend_powers_), fixed_kernel=first.gp_.kernel_)
+    model.fit(X, y, noise_variance=known)
+    grid = case.grid[["mux", "sparsity"]].to_numpy(float)
+    _, std = model.predict(grid, return_std=True)
+
+    gp, scale = model.gp_, model.y_scale_
+    Z = (mux_sparsity_features(X) - model.scaler_mean_) / model.scaler_scale_
+    G = (mux_sparsity_features(grid) - model.scaler_mean_) / model.scaler_scale_
+    h, h_grid = (trend_design(mux_sparsity_features(A), *model.trend_powers_) for A in (X, grid))
+    prior = 100.0  # B, in accuracy units squared: vague next to any accuracy
+    K = scale**2 * gp.kernel_.k1(Z) + prior * h @ h.T
+    noise = scale**2 * (gp.kernel_.k2.noise_level + gp.alpha)  # white + known (alpha is known / scale^2)
+    cross = scale**2 * gp.kernel_.k1(Z, G) + prior * h @ h_grid.T
+    prior_var = scale**2 * np.diag(gp.kernel_.k1(G)) + prior * (h_grid**2).sum(1)
+    posterior = prior_var - np.einsum("ij,ij->j", cross, np.linalg.solve(K + np.diag(noise), cross))
+    np.testing.assert_allclose(std, np.sqrt(posterior), rtol=1e-3)
 
 
 def test_the_trend_finds_a_pruning_knee_and_keeps_none_on_a_smooth_surface():

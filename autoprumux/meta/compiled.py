@@ -6,7 +6,7 @@ as numpy arrays (no pickle), and this module predicts from them with numpy alone
 model's formula, the ridge pipeline's standardise -> polynomial -> standardise -> linear map, the
 GP posterior mean and std (Matern with nu in {0.5, 1.5, 2.5, inf} + white noise on the
 linear-trend residual), the monotone trend + residual GP (`structured.MonotoneGPModel`, with the
-trend's own variance) and the additive throughput model with its FLOPs part. Stds are multiplied
+trend's own variance as the GP's explicit basis) and the additive throughput model with its FLOPs part. Stds are multiplied
 by the saved calibration factor. `tests/test_meta_models.py` checks the results equal scikit-learn's.
 """
 
@@ -24,7 +24,7 @@ from autoprumux.meta.terms import additive_mean, monotone_trend, trend_variance
 from autoprumux.table import write_atomically
 
 COMPILED_FILENAME = "performance_models.npz"
-_FORMAT = 7
+_FORMAT = 8
 _MATERN = {
     0.5: lambda d: np.exp(-d),
     1.5: lambda d: (1.0 + np.sqrt(3.0) * d) * np.exp(-np.sqrt(3.0) * d),
@@ -82,10 +82,12 @@ class CompiledTarget:
         a = self.arrays
         shape = a["trend_powers"]
         mean = monotone_trend(F, a["trend_coef"], *shape)
-        var = trend_variance(F, a["trend_cov"], a["trend_coef"], *shape)
         if not a["X_train"].size:
-            return mean, np.sqrt(var)
-        residual, latent = _gp_posterior(a, (F - a["mean"]) / a["scale"])
+            return mean, np.sqrt(trend_variance(F, a["trend_cov"], a["trend_coef"], *shape))
+        residual, latent, weights = _gp_posterior(a, (F - a["mean"]) / a["scale"], with_weights=True)
+        var = trend_variance(
+            F, a["trend_cov"], a["trend_coef"], *shape, train_jacobian=a["train_jacobian"], weights=weights
+        )
         y_scale = float(a["y_scale"])
         return mean + y_scale * residual, np.sqrt(np.maximum(latent, 0.0) * y_scale**2 + var)
 
@@ -95,12 +97,16 @@ class CompiledTarget:
         return mean, np.full(len(F), float(a["residual_std"]))
 
 
-def _gp_posterior(a: dict[str, np.ndarray], Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """GP mean and latent variance (without the white noise) in the GP's own units."""
+def _gp_posterior(a: dict[str, np.ndarray], Z: np.ndarray, with_weights: bool = False) -> tuple:
+    """GP mean and latent variance (without the white noise) in the GP's own units; with
+    `with_weights`, also K^-1 k* (the training rows' weights, one column per point of Z)."""
     diff = (Z[:, None, :] - a["X_train"][None, :, :]) / a["length_scale"]
     k = float(a["constant"]) * _MATERN[float(a["nu"])](np.sqrt((diff**2).sum(axis=2)))
     v = np.linalg.solve(a["L"], k.T)  # L is lower triangular
-    return k @ a["alpha"], float(a["constant"]) - (v**2).sum(axis=0)
+    mean, latent = k @ a["alpha"], float(a["constant"]) - (v**2).sum(axis=0)
+    if not with_weights:
+        return mean, latent
+    return mean, latent, np.linalg.solve(a["L"].T, v)
 
 
 class CompiledModels:
@@ -167,7 +173,7 @@ def _compile_monotone_gp(est) -> tuple[str, dict[str, np.ndarray]] | None:
     if est.gp_ is None:
         return "monotone_gp", {**arrays, "X_train": np.empty(0)}
     gp = _gp_arrays(est.gp_)
-    return None if gp is None else ("monotone_gp", {**arrays, **gp})
+    return None if gp is None else ("monotone_gp", {**arrays, **gp, "train_jacobian": est.train_jacobian_})
 
 
 def _gp_arrays(gp) -> dict[str, np.ndarray] | None:

@@ -3,7 +3,10 @@
 - `MonotoneGPModel` (accuracy): a trend that cannot rise with N or s (a separable parametric
   family whose slopes are constrained to be <= 0, solved by non-negative least squares, which may
   hold flat until a pruning knee), plus a Gaussian process on its residual. The trend's own
-  error (every fitted parameter, shape included, by the delta method) enters the std. Each row's known measurement variance (binomial, from
+  error (every fitted parameter, shape included, by the delta method) enters the std; with the
+  GP, the trend is the GP's explicit basis (Rasmussen and Williams 2006, section 2.7): its
+  parameters are weighed by the GP's covariance of the rows, and only what the GP cannot learn
+  from nearby rows adds to the std. Each row's known measurement variance (binomial, from
   `eval_examples`) enters the GP as its own noise, so the posterior at a measured point combines
   the measurement with its neighbours. `predict(..., return_std=True)` gives the std of the
   *true* value (the fitted extra noise is left out).
@@ -26,6 +29,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy.linalg import cho_solve
 from scipy.optimize import minimize, nnls
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
@@ -119,7 +123,9 @@ class MonotoneGPModel(_PerformanceModel):
     variance of a measurement beyond its known (binomial) variance, in accuracy units squared: the
     GP's white noise, or without the GP the trend's residual variance less the known mean
     (training-seed noise where the binomial variance is known, all the noise where it is not);
-    residual_std_ : trend-only residual spread.
+    residual_std_ : trend-only residual spread; trend_cov_ : covariance of the trend's parameters;
+    train_jacobian_ : the trend's Jacobian at the training rows (zero for parameters not fitted),
+    or None without the GP.
     """
 
     has_native_std = True
@@ -158,10 +164,18 @@ class MonotoneGPModel(_PerformanceModel):
         self.gp_, self.noise_ = None, max(self.residual_std_**2 - float(known.mean()), 0.0)
         if self.residual_gp and len(y) >= 4:
             self._fit_gp((F - self.scaler_mean_) / self.scaler_scale_, residual / self.y_scale_, known)
-        # the trend's own error uses its residual spread: the GP's fitted noise may be near zero
-        spread = np.maximum(known, self.residual_std_**2)
         jacobian = trend_jacobian(F, self.trend_coef_, *self.trend_powers_)
-        self.trend_cov_ = trend_covariance(jacobian, spread, fitted)
+        if self.gp_ is None:
+            # the trend's own error uses its residual spread
+            self.trend_cov_ = trend_covariance(jacobian, np.maximum(known, self.residual_std_**2), fitted)
+            self.train_jacobian_ = None
+        else:
+            # with the GP, the trend's parameters are weighed by the GP's covariance of the rows
+            # (Rasmussen and Williams 2006, section 2.7), and `_predict` removes from the trend's
+            # error what the GP already learns from nearby rows
+            self.train_jacobian_ = jacobian * fitted[None, :]
+            weighted = cho_solve((self.gp_.L_, True), self.train_jacobian_) / self.y_scale_**2
+            self.trend_cov_ = trend_covariance_from_gram(self.train_jacobian_.T @ weighted, fitted)
         return self
 
     def _fit_gp(self, Z, r, known):
@@ -193,6 +207,11 @@ class MonotoneGPModel(_PerformanceModel):
         r, std = self.gp_.predict(Z, return_std=True)
         white = float(self.gp_.kernel_.k2.noise_level)
         latent = np.maximum(std**2 - white, 0.0) * self.y_scale_**2
+        weights = cho_solve((self.gp_.L_, True), self.gp_.kernel_.k1(self.gp_.X_train_, Z))
+        trend_var = trend_variance(
+            F, self.trend_cov_, self.trend_coef_, *self.trend_powers_,
+            train_jacobian=self.train_jacobian_, weights=weights,
+        )  # fmt: skip
         return mean + r * self.y_scale_, np.sqrt(latent + trend_var)
 
 
@@ -202,10 +221,14 @@ def trend_covariance(J: np.ndarray, noise_variance: np.ndarray, fitted: np.ndarr
     variances. The searched shape parameters count like the slopes, so their error widens the bound
     where the trend extrapolates; those not fitted (`fitted` False: given, or a knee left at
     zero) get no variance."""
+    return trend_covariance_from_gram(J.T @ (J / np.maximum(noise_variance, 1e-12)[:, None]), fitted)
+
+
+def trend_covariance_from_gram(gram: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """The inverse of the Gram matrix J' W J over the fitted parameters (zero for the others)."""
     free = np.flatnonzero(fitted)
-    Jf = J[:, free]
-    gram = Jf.T @ (Jf / np.maximum(noise_variance, 1e-12)[:, None])
-    cov = np.zeros((J.shape[1], J.shape[1]))
+    gram = gram[np.ix_(free, free)]
+    cov = np.zeros((len(fitted), len(fitted)))
     cov[np.ix_(free, free)] = np.linalg.pinv(gram + 1e-9 * np.trace(gram) * np.eye(len(free)))
     return cov
 

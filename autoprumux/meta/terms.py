@@ -38,10 +38,17 @@ def trend_jacobian(F: np.ndarray, coef: np.ndarray, *shape: float) -> np.ndarray
     return np.column_stack(columns)
 
 
-def trend_variance(F: np.ndarray, cov: np.ndarray, coef: np.ndarray, *shape: float) -> np.ndarray:
+def trend_variance(
+    F: np.ndarray, cov: np.ndarray, coef: np.ndarray, *shape: float, train_jacobian=None, weights=None
+) -> np.ndarray:
     """Variance of the fitted trend at features F by the delta method, from the covariance of
-    (intercept, slopes..., shape...)."""
+    (intercept, slopes..., shape...). With a residual GP, `train_jacobian` (the trend's Jacobian
+    at the training rows) and `weights` (K^-1 k*: the GP's weights of the training rows at each
+    point of F, one column per point) remove what the GP already learns from nearby rows: the
+    explicit-basis GP of Rasmussen and Williams (2006, section 2.7), R = J* - k*' K^-1 J."""
     J = trend_jacobian(F, coef, *shape)
+    if train_jacobian is not None:
+        J = J - weights.T @ train_jacobian
     return np.maximum(np.einsum("ni,ij,nj->n", J, cov, J), 0.0)
 
 
