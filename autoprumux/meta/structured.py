@@ -200,19 +200,21 @@ class MonotoneGPModel(_PerformanceModel):
 
     def _predict(self, F):
         mean = monotone_trend(F, self.trend_coef_, *self.trend_powers_)
-        trend_var = trend_variance(F, self.trend_cov_, self.trend_coef_, *self.trend_powers_)
         if self.gp_ is None:  # the trend alone: its own error (the residual spread is noise_)
-            return mean, np.sqrt(trend_var)
+            return mean, np.sqrt(trend_variance(F, self.trend_cov_, self.trend_coef_, *self.trend_powers_))
+        # the GP posterior from one cross-covariance: its mean, its latent variance (white noise
+        # left out) and the rows' weights K^-1 k* that the trend's explicit-basis error needs
         Z = (F - self.scaler_mean_) / self.scaler_scale_
-        r, std = self.gp_.predict(Z, return_std=True)
-        white = float(self.gp_.kernel_.k2.noise_level)
-        latent = np.maximum(std**2 - white, 0.0) * self.y_scale_**2
-        weights = cho_solve((self.gp_.L_, True), self.gp_.kernel_.k1(self.gp_.X_train_, Z))
+        latent_kernel = self.gp_.kernel_.k1
+        cross = latent_kernel(self.gp_.X_train_, Z)
+        weights = cho_solve((self.gp_.L_, True), cross)
+        residual = cross.T @ self.gp_.alpha_
+        latent = np.maximum(latent_kernel.diag(Z) - np.einsum("ij,ij->j", cross, weights), 0.0)
         trend_var = trend_variance(
             F, self.trend_cov_, self.trend_coef_, *self.trend_powers_,
             train_jacobian=self.train_jacobian_, weights=weights,
         )  # fmt: skip
-        return mean + r * self.y_scale_, np.sqrt(latent + trend_var)
+        return mean + residual * self.y_scale_, np.sqrt(latent * self.y_scale_**2 + trend_var)
 
 
 def trend_covariance(J: np.ndarray, noise_variance: np.ndarray, fitted: np.ndarray) -> np.ndarray:
