@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from autoprumux.errors import ModelError
 from autoprumux.machine import cpu_cores, load_average
 from autoprumux.spec import BenchSettings
+from autoprumux.train.device import resolve_device
 
 _DEFAULTS = BenchSettings()  # the harness settings a spec gets when it names none
 
@@ -213,23 +213,6 @@ def cast_model(model: nn.Module, dtype: str) -> nn.Module:
     if next(model.parameters()).dtype == torch_dtype:
         return model
     return copy.deepcopy(model).to(torch_dtype)
-
-
-def resolve_device(name: str | torch.device | None) -> torch.device:
-    """`None` -> cuda when available, else cpu; a torch.device passes through; a bad name is a user error."""
-    if isinstance(name, torch.device):
-        return name
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ModelError(f"device {name!r} is not valid; expected cpu, cuda or cuda:K") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise ModelError(f"device {name!r} is not supported; expected cpu, cuda or cuda:K")
-    return device
 
 
 @contextmanager

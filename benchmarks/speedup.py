@@ -20,10 +20,11 @@ import sys
 
 import torch
 
-from autoprumux.bench import TORCH_DTYPES, compare_throughput, format_comparison, resolve_device
+from autoprumux.bench import TORCH_DTYPES, compare_throughput, format_comparison
 from autoprumux.models import MuxBertConfig, MuxBertForSequenceClassification
 from autoprumux.models.presets import SCRATCH_PRESETS
 from autoprumux.prune.size import full_prunable_parameter_count, measured_sparsity, prunable_parameter_count
+from autoprumux.train.device import resolve_device
 
 
 def pruned_shape(config: MuxBertConfig, sparsity: float) -> dict:

@@ -1,8 +1,9 @@
 """Devices, mixed precision and seeding for training.
 
-`resolve_device` is the harness's own (`autoprumux.bench.resolve_device`), so training and
-benchmarking accept the same names. On CUDA, training runs under bf16 autocast where the GPU
-supports it, else fp16 autocast with a gradient scaler; on CPU it stays fp32.
+`resolve_device` turns a user's device name into a torch.device, for training and for the
+throughput harness (`autoprumux.bench` imports it from here), so both accept the same names. On
+CUDA, training runs under bf16 autocast where the GPU supports it, else fp16 autocast with a
+gradient scaler; on CPU it stays fp32.
 """
 
 from __future__ import annotations
@@ -13,9 +14,26 @@ import random
 import numpy as np
 import torch
 
-from autoprumux.bench import resolve_device
+from autoprumux.errors import ModelError
 
 __all__ = ["autocast", "grad_scaler", "resolve_device", "seed_everything"]
+
+
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """`None` -> cuda when available, else cpu; a torch.device passes through; a bad name is a user error."""
+    if isinstance(name, torch.device):
+        return name
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ModelError(f"device {name!r} is not valid; expected cpu, cuda or cuda:K") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ModelError(f"device {name!r} is not supported; expected cpu, cuda or cuda:K")
+    return device
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
