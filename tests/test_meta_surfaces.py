@@ -118,6 +118,20 @@ def test_with_the_residual_gp_the_std_is_that_of_a_gp_with_the_trend_as_explicit
     np.testing.assert_allclose(std, np.sqrt(posterior), rtol=1e-3)
 
 
+def test_the_fitted_noise_is_not_shrunk_by_the_trends_parameters():
+    # 20 rows of a smooth decreasing surface plus white noise of known sd, nothing else: the
+    # fitted extra noise should be the noise's variance on average. Plain maximum likelihood on the
+    # trend's residuals finds about 0.68 of it here; the restricted likelihood about 0.95.
+    grid = np.array([[n, s] for n in (1, 2, 4, 8) for s in (0.0, 0.5, 0.7, 0.8, 0.9)], float)
+    truth = Surface(base=0.9, mux_drop=0.02, prune_drop=0.03, n_top=8).accuracy(grid[:, 0], grid[:, 1])
+    sd = 0.005
+    ratios = []
+    for seed in range(30):
+        y = truth + np.random.default_rng(seed).normal(0.0, sd, len(truth))
+        ratios.append(MonotoneGPModel().fit(grid, y).noise_ / sd**2)
+    assert 0.85 < np.mean(ratios) < 1.15, np.mean(ratios)
+
+
 def test_the_trend_finds_a_pruning_knee_and_keeps_none_on_a_smooth_surface():
     knee = Surface(knee=0.7, q=2.5, prune_drop=0.12)
     mux, sparsity = (a.ravel() for a in np.meshgrid([1, 2, 4, 8], [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9], indexing="ij"))
