@@ -224,10 +224,10 @@ class RestrictedNoiseOptimizer:
     """A `GaussianProcessRegressor` optimizer for the residual GP (a class, so that fitted models
     pickle): the kernel by maximum likelihood, then its white-noise level by the restricted (REML)
     likelihood, with the trend's fitted parameters (`basis`: its Jacobian at the rows) integrated
-    out (Rasmussen and Williams 2006, eq. 2.45). The residuals have p fewer directions of freedom than rows, so plain maximum
-    likelihood puts the noise variance near (n - p) / n of the truth: with 20 rows and a
-    7-parameter trend, a third short (0.68 of it against REML's 0.95 on a known noise, see the
-    tests). Only the noise level is restricted: a smooth component that the trend's span holds is
+    out (Rasmussen and Williams 2006, eq. 2.45). The trend's p parameters leave its residuals n - p
+    degrees of freedom, so plain maximum likelihood puts the noise variance near (n - p) / n of
+    the truth: with 20 rows and a 7-parameter trend, a third short (0.68 of it against REML's 0.95
+    on a known noise, see the tests). Only the noise level is restricted: a smooth component that the trend's span holds is
     not identified under REML, whose fit then let the GP's amplitude drift up to its bound and
     raised violations with training noise on the generated suite (7.8% to 10.9%). Plain
     likelihood throughout when the basis leaves fewer than 3 degrees of freedom. The white noise
