@@ -227,11 +227,11 @@ class RestrictedNoiseOptimizer:
     out (Rasmussen and Williams 2006, eq. 2.45). The trend's p parameters leave its residuals n - p
     degrees of freedom, so plain maximum likelihood puts the noise variance near (n - p) / n of
     the truth: with 20 rows and a 7-parameter trend, a third short (0.68 of it against REML's 0.95
-    on a known noise, see the tests). Only the noise level is restricted: a smooth component that the trend's span holds is
-    not identified under REML, whose fit then let the GP's amplitude drift up to its bound and
-    raised violations with training noise on the generated suite (7.8% to 10.9%). Plain
-    likelihood throughout when the basis leaves fewer than 3 degrees of freedom. The white noise
-    must be the kernel's last hyperparameter."""
+    on a known noise, see the tests). Only the noise level is restricted: a smooth component in
+    the trend's span is not identified under REML, whose fit then let the GP's amplitude drift up
+    to its bound and raised violations with training noise on the generated suite (7.8% to
+    10.9%). Plain likelihood throughout when the basis leaves fewer than 3 degrees of freedom.
+    The white noise must be the kernel's last hyperparameter."""
 
     def __init__(self, kernel, Z, r, alpha, basis):
         self.kernel, self.Z, self.r, self.alpha = kernel, Z, r, alpha
@@ -243,31 +243,27 @@ class RestrictedNoiseOptimizer:
         theta = result.x.copy()
         if len(self.r) - self.U.shape[1] < 3:
             return theta, result.fun
-
-        def noise_only(log_noise):
-            theta[-1] = log_noise[0]
-            value, gradient = self.restricted(theta)
-            return value, gradient[-1:]
-
-        noise = minimize(noise_only, theta[-1:], jac=True, method="L-BFGS-B", bounds=bounds[-1:])
+        noise = minimize(self.restricted, theta[-1:], args=(theta,), jac=True, method="L-BFGS-B", bounds=bounds[-1:])
         theta[-1] = noise.x[0]
         return theta, obj_func(theta, eval_gradient=False)
 
-    def restricted(self, theta):
-        """Minus the restricted log likelihood at `theta` (up to a constant), and its gradient."""
-        K, dK = self.kernel.clone_with_theta(theta)(self.Z, eval_gradient=True)
+    def restricted(self, log_noise, theta):
+        """Minus the restricted log likelihood (up to a constant) at `theta` with its last entry,
+        the log white noise, set to `log_noise`; and its derivative in the log noise, which adds
+        noise x I to the covariance."""
+        theta = np.r_[theta[:-1], log_noise]
+        K = self.kernel.clone_with_theta(theta)(self.Z)
         K[np.diag_indices_from(K)] += self.alpha
         try:
             L = np.linalg.cholesky(K)
         except np.linalg.LinAlgError:
-            return np.inf, np.zeros_like(theta)
+            return np.inf, np.zeros(1)
         Kinv_U = cho_solve((L, True), self.U)
         A = self.U.T @ Kinv_U
         P = cho_solve((L, True), np.eye(len(self.r))) - Kinv_U @ np.linalg.solve(A, Kinv_U.T)
         Pr = P @ self.r
         value = 0.5 * self.r @ Pr + np.log(np.diag(L)).sum() + 0.5 * np.linalg.slogdet(A)[1]
-        gradient = -0.5 * np.einsum("i,ijk,j->k", Pr, dK, Pr) + 0.5 * np.einsum("ij,jik->k", P, dK)
-        return value, gradient
+        return value, np.exp(log_noise) * (0.5 * np.trace(P) - 0.5 * Pr @ Pr)
 
 
 def trend_covariance(J: np.ndarray, noise_variance: np.ndarray, fitted: np.ndarray) -> np.ndarray:
