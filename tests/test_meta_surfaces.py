@@ -146,6 +146,20 @@ def test_the_trend_finds_a_pruning_knee_and_keeps_none_on_a_smooth_surface():
     assert np.abs(with_knee.predict(held) - truth).max() < 0.5 * np.abs(no_knee.predict(held) - truth).max()
 
 
+def test_the_free_sign_trend_stays_bounded_when_one_row_lies_beyond_its_knee():
+    # this case measures one row at its top sparsity: a knee just under the next level made the
+    # sparsity and interaction columns almost equal, and unpenalised least squares gave them
+    # opposite slopes of 1e11 (predicted accuracies of 1e9, so recommend picked them at 95%)
+    case = make_case("knee", 3027)
+    table = case.table
+    assert (table["sparsity"] == table["sparsity"].max()).sum() == 1
+    y = table["accuracy"].to_numpy()
+    variance = y * (1 - y) / table["eval_examples"].to_numpy(float)
+    model = MonotoneGPModel(monotone=False).fit(table[["mux", "sparsity"]].to_numpy(float), y, variance)
+    error = model.predict(case.grid[["mux", "sparsity"]].to_numpy(float)) - case.grid["accuracy"].to_numpy()
+    assert np.abs(error).max() < 0.15, np.abs(error).max()
+
+
 def test_throughput_follows_a_mid_n_peak_and_flops():
     case = make_case("peak", 2, throughput_noise=0.0, flops=True, measured_fraction=0.6)
     results = results_from_frame(case.table)

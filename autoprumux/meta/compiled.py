@@ -24,7 +24,7 @@ from autoprumux.meta.terms import additive_mean, monotone_trend, trend_variance
 from autoprumux.table import write_atomically
 
 COMPILED_FILENAME = "performance_models.npz"
-_FORMAT = 9
+_FORMAT = 10
 _MATERN = {
     0.5: lambda d: np.exp(-d),
     1.5: lambda d: (1.0 + np.sqrt(3.0) * d) * np.exp(-np.sqrt(3.0) * d),

@@ -33,7 +33,7 @@ from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
 from autoprumux.table import write_atomically
 
 MODELS_FILENAME = "performance_models.joblib"
-_FORMAT = 9
+_FORMAT = 10
 #: configurations are dealt into this many folds: each fold hides about a fifth of the table's
 #: configurations at once, as a sweep leaves much of its grid unmeasured (one-out was too kind
 #: to the models: its held-out errors, and so the calibrated bounds, came out too small)

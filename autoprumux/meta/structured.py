@@ -52,14 +52,18 @@ MUX_POWERS = np.linspace(-1.0, 2.0, 7)
 SPARSITY_POWERS = np.array([0.5, 1.0, 1.5, 2.0, 3.0, 4.0])
 #: knees of the sparsity term, in z = -log(1 - s): none, and s = 0.5, 0.6, 0.7
 KNEES = -np.log1p(-np.array([0.0, 0.5, 0.6, 0.7]))
+#: ridge of the free-sign trend's slopes, relative to each column's sum of squares: no sign bound
+#: holds a direction the rows barely determine (a knee just under a measured sparsity, with one
+#: row beyond it, made two columns equal but for 1e-14 and their slopes +-1e11)
+FREE_RIDGE = 1e-4
 
 
 def fit_monotone_trend(
     F: np.ndarray, y: np.ndarray, weights: np.ndarray, monotone: bool = True, shape=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(coef [intercept, -slopes...], shape (p, q, knee)) of the best non-increasing separable
-    trend (weighted least squares, slopes >= 0 on the negated columns; any sign unless
-    `monotone`): a grid of shapes, then a local search; or at the given `shape` ((p, q) means no
+    trend (weighted least squares, slopes >= 0 on the negated columns; unless `monotone`, any
+    sign with a ridge of `FREE_RIDGE`): a grid of shapes, then a local search; or at the given `shape` ((p, q) means no
     knee). A knee is kept only when it lowers the weighted residual enough to pay for its
     parameter (BIC), and it stays below the highest measured sparsity, so it never hides a fall no
     row could show."""
@@ -71,8 +75,9 @@ def fit_monotone_trend(
         A, b = (D - mean_d) * w[:, None], (y - mean_y) * w
         if monotone:
             slopes, residual = nnls(A, b)
-        else:
-            slopes = np.linalg.lstsq(A, b, rcond=None)[0]
+        else:  # no sign bounds a direction the rows barely determine: a small ridge does
+            penalty = np.diag(np.sqrt(FREE_RIDGE) * np.linalg.norm(A, axis=0))
+            slopes = np.linalg.lstsq(np.vstack([A, penalty]), np.r_[b, np.zeros(len(penalty))], rcond=None)[0]
             residual = float(np.linalg.norm(A @ slopes - b))
         return residual, np.r_[mean_y - mean_d @ slopes, -slopes]
 
