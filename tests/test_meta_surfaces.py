@@ -160,6 +160,16 @@ def test_the_free_sign_trend_stays_bounded_when_one_row_lies_beyond_its_knee():
     assert np.abs(error).max() < 0.15, np.abs(error).max()
 
 
+def test_the_trend_search_survives_a_table_it_fits_exactly():
+    # a few rows that a trend fits exactly (a small cross-validation fold, a flat table) leave
+    # residuals whose squares underflow: comparing them by a ratio of squares divided 0 by 0
+    X = np.array([[1, 0.0], [2, 0.0], [1, 0.5], [2, 0.5], [1, 0.9]])
+    for y in (np.full(5, 0.8), 0.9 - 0.05 * np.log(X[:, 0]) - 0.1 * X[:, 1] ** 2):
+        for monotone in (True, False):
+            model = MonotoneGPModel(residual_gp=False, monotone=monotone).fit(X, y)
+            assert np.abs(model.predict(X) - y).max() < 0.01
+
+
 def test_throughput_follows_a_mid_n_peak_and_flops():
     case = make_case("peak", 2, throughput_noise=0.0, flops=True, measured_fraction=0.6)
     results = results_from_frame(case.table)

@@ -100,7 +100,8 @@ def fit_monotone_trend(
     if top_knee > 0:
         knee_rss, knee_shape = search([k for k in KNEES if k <= top_knee + 1e-12], top_knee)
         n = len(y)
-        if n * np.log(max(rss, 1e-300) ** 2 / max(knee_rss, 1e-300) ** 2) > np.log(n):
+        # n log(rss^2 / knee_rss^2) > log n, in logs: squares of residuals under 1e-154 underflow
+        if 2 * n * (np.log(max(rss, 1e-300)) - np.log(max(knee_rss, 1e-300))) > np.log(n):
             shape = knee_shape
     return solve(shape)[1], shape
 
