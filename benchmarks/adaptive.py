@@ -185,6 +185,16 @@ def reached(frame: pd.DataFrame, threshold: float = 0.05, column: str = "regret"
     return out.merge(frame.groupby("case")["grid"].first().reset_index(), on="case")
 
 
+def head_to_head(got: pd.DataFrame) -> pd.DataFrame:
+    """`reached` case by case: in how many cases `suggest` got there sooner than each other order,
+    later, or at the same count (two orders that never got there tie)."""
+    wide = got.pivot(index="case", columns="order", values="reached")
+    ours = wide["suggest"]
+    rows = {peer: {"sooner": int((ours < wide[peer]).sum()), "later": int((ours > wide[peer]).sum()),
+                   "tied": int((ours == wide[peer]).sum())} for peer in ORDERS if peer != "suggest"}  # fmt: skip
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def plot(frame: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
@@ -240,6 +250,8 @@ def main(argv=None) -> None:
         )
         print(f"configurations measured to reach {name} <= 5% and stay there (of {len(cases)} cases, within {args.cap}):")
         print(summary.loc[list(ORDERS)].to_string(float_format=lambda v: f"{v:.2f}"))
+        print("case by case, suggest against each other order:")
+        print(head_to_head(got).to_string())
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ bounds, and picks that beat the best measured row. Small cases, fast, against kn
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from autoprumux.meta import evaluate, fit_performance_models, recommend, results_from_frame
@@ -56,6 +57,20 @@ def test_a_width_that_never_trained_is_detected_excluded_and_warned_about():
         rec = recommend(results, budget, models=models, **_choices(case))
         assert rec.recommendation.mux != dead
     assert any(f"N={dead}" in w and "collapsed" in w for w in rec.warnings)
+
+
+def test_a_table_with_one_configuration_above_chance_is_a_clear_error(tmp_path, capsys):
+    from autoprumux.cli import main
+
+    case = make_case("dead", 5201)
+    table = case.table
+    dead = table[(table["mux"] == 2) & (table["sparsity"] == 0.0)]
+    assert len(dead) and (dead["accuracy"] < 0.6).all()  # width 2 never trained in this case
+    path = tmp_path / "trials.csv"
+    pd.concat([table[(table["mux"] == 1) & (table["sparsity"] == 0.0)], dead]).to_csv(path, index=False)
+    assert main(["recommend", "--results", str(path), "--budget", "3%"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("autoprumux: error:") and "only 1 of its 2 configurations" in err, err
 
 
 def test_chance_is_inferred_without_num_labels():
@@ -223,6 +238,23 @@ def test_recommend_beats_the_best_measured_row_and_rarely_violates(fitted_cases,
             peer.append(regret_of(case, rec.accuracy_floor, row)[0])
     assert np.mean(ours) < np.mean(peer), (np.mean(ours), np.mean(peer))
     assert violations <= 0.1 * len(ours), violations
+
+
+def test_a_table_too_small_to_check_its_models_gets_a_measured_configuration():
+    # three configurations: the trend passes through all of them and its bound at N = 10 (never
+    # measured, and a width that never trains in this case) came out 1.6 points wide
+    case = make_case("dead", 6201)
+    table = case.table
+    keep = [(1, 0.0), (1, 0.85), (5, 0.9)]
+    table = table[[(m, s) in keep for m, s in zip(table["mux"], table["sparsity"].round(2), strict=True)]]
+    results = results_from_frame(table)
+    assert len(results.configurations) == 3
+    models = fit_performance_models(results)
+    for budget in (0.01, 0.03, 0.05):
+        rec = recommend(results, budget, models=models, **_choices(case))
+        assert (rec.recommendation.mux, round(rec.recommendation.sparsity, 2)) in keep
+        assert not regret_of(case, rec.accuracy_floor, grid_index(case.grid, rec.recommendation.mux, rec.recommendation.sparsity))[1]
+        assert any("only 3 configurations were measured" in w for w in rec.warnings)
 
 
 def test_evaluate_reports_coverage_at_three_levels(fitted_cases):

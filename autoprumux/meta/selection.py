@@ -247,6 +247,14 @@ def fit_performance_models(
     target by grouped `max_folds`-fold CV over configurations (see the module docstring; tables
     with at most `max_folds` configurations leave one configuration out at a time)."""
     candidates = candidates or default_candidates()
+    trained = int((~results.configurations["collapsed"]).sum())
+    if trained < 2:
+        from autoprumux.errors import TableError
+
+        raise TableError(
+            f"{results.source}: only {trained} of its {len(results.configurations)} configurations is above chance "
+            f"accuracy ({results.chance:.3f}); at least 2 are needed to fit the accuracy model"
+        )
     data = _target_data(results, max_folds)
     rows, chosen = [], {}
     for target in TARGETS:
