@@ -241,8 +241,8 @@ def test_recommend_beats_the_best_measured_row_and_rarely_violates(fitted_cases,
 
 
 def test_a_table_too_small_to_check_its_models_gets_a_measured_configuration():
-    # three configurations: the trend passes through all of them and its bound at N = 10 (never
-    # measured, and a width that never trains in this case) came out 1.6 points wide
+    # three configurations: the trend passes through all of them, and its std at N = 10 (never
+    # measured, and a width that never trains in this case) was 1.6 points, its error 41 points
     case = make_case("dead", 6201)
     table = case.table
     keep = [(1, 0.0), (1, 0.85), (5, 0.9)]
