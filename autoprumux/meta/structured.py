@@ -68,18 +68,22 @@ def fit_monotone_trend(
     parameter (BIC), and it stays below the highest measured sparsity, so it never hides a fall no
     row could show."""
     w = np.sqrt(weights / weights.mean())
+    # np.average's own arithmetic, without its checks: solve runs some 500 times per fit
+    total, row_weights = weights.sum(), weights[:, None]
+    mean_y = np.multiply(y, weights).sum() / total
+    b = (y - mean_y) * w
 
     def solve(shape):
         D = -monotone_design(F, *shape)
-        mean_d, mean_y = np.average(D, axis=0, weights=weights), np.average(y, weights=weights)
-        A, b = (D - mean_d) * w[:, None], (y - mean_y) * w
+        mean_d = np.multiply(D, row_weights).sum(axis=0) / total
+        A = (D - mean_d) * w[:, None]
         if monotone:
             slopes, residual = nnls(A, b)
         else:  # no sign bounds a direction the rows barely determine: a small ridge does
             penalty = np.diag(np.sqrt(FREE_RIDGE) * np.linalg.norm(A, axis=0))
             slopes = np.linalg.lstsq(np.vstack([A, penalty]), np.r_[b, np.zeros(len(penalty))], rcond=None)[0]
             residual = float(np.linalg.norm(A @ slopes - b))
-        return residual, np.r_[mean_y - mean_d @ slopes, -slopes]
+        return residual, np.concatenate(([mean_y - mean_d @ slopes], -slopes))
 
     if shape is not None:
         shape = np.r_[np.asarray(shape, float), np.zeros(3 - len(shape))]  # (p, q) means no knee
