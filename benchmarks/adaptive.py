@@ -35,7 +35,7 @@ import pandas as pd
 
 from autoprumux.meta.budget import accuracy_floor, parse_budget
 from autoprumux.meta.optimizer import recommend
-from autoprumux.meta.replay import CLEAR_MARGIN, grid_index, regret_of
+from autoprumux.meta.replay import CLEAR_MARGIN, environment, grid_index, regret_of
 from autoprumux.meta.results import results_from_frame
 from autoprumux.meta.selection import fit_performance_models
 from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
@@ -236,6 +236,7 @@ def main(argv=None) -> None:
     frame = pd.concat(parts, ignore_index=True)
     pd.set_option("display.width", 160)
     print(f"{len(cases)} cases (grids of {frame['grid'].min()}-{frame['grid'].max()}), budget {args.budget}, batch {args.batch}")
+    print(environment())
     for column, name in (("regret", "regret"), ("regret_clear", "regret against the oracle 0.5 points clear")):
         table = frame.pivot_table(index="measured", columns="order", values=column, aggfunc="mean")[list(ORDERS)]
         print(f"mean {name} against configurations measured:")

@@ -36,7 +36,7 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from autoprumux.meta.budget import DEFAULT_CONFIDENCE
 from autoprumux.meta.models import GaussianProcessModel
 from autoprumux.meta.optimizer import recommend
-from autoprumux.meta.replay import COVERAGE_LEVELS, baseline_index, coverage, grid_index, replay
+from autoprumux.meta.replay import COVERAGE_LEVELS, baseline_index, coverage, environment, grid_index, replay
 from autoprumux.meta.results import mux_sparsity_features, results_from_frame
 from autoprumux.meta.selection import default_candidates, fit_performance_models
 from autoprumux.meta.surfaces import FAMILIES, suite
@@ -176,6 +176,7 @@ def main(argv=None) -> None:
     frame["set"] = np.where(frame["family"] == "smooth", "A smooth", "B structured")
     pd.set_option("display.width", 160)
     print(f"{len(cases)} cases, {len(frame) // len(methods)} decisions per method, {elapsed:.0f} s")
+    print(environment())
     print(summarise(frame, ["set"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(summarise(frame, ["family"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(summarise(frame, ["budget"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))

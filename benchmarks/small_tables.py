@@ -24,7 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from autoprumux.errors import TableError
 from autoprumux.meta import optimizer
-from autoprumux.meta.replay import replay
+from autoprumux.meta.replay import environment, replay
 from autoprumux.meta.surfaces import FAMILIES, make_case
 
 
@@ -78,6 +78,7 @@ def main(argv=None) -> None:
     frame = pd.concat(parts, ignore_index=True)
     pd.set_option("display.width", 160)
     print(f"{frame['case'].nunique()} tables, {len(frame) // len(METHODS)} decisions per method, {time.perf_counter() - start:.0f} s")
+    print(environment())
     for line in refused:
         print(f"refused (a clear error): {line}")
     for column in ("regret", "violation"):

@@ -311,3 +311,13 @@ def test_noise_scale_shrinks_only_the_accuracy_noise():
         else:
             error = [np.sqrt(np.mean((case.table["accuracy"] - truth) ** 2)) for case in (full, half)]
             assert error[1] < 0.75 * error[0]
+
+
+def test_a_replay_names_the_versions_its_numbers_depend_on():
+    from importlib.metadata import version
+
+    from autoprumux.meta.replay import PACKAGES, environment
+
+    line = environment()
+    assert line.startswith("python 3.")
+    assert all(f"{package} {version(package)}" in line for package in PACKAGES), line

@@ -31,6 +31,22 @@ Method = Callable[[Results, pd.DataFrame, float, float], int]
 
 #: margin of the "clear" oracle: the best configuration at least this far above the floor
 CLEAR_MARGIN = 0.005
+#: the packages whose numerics the replays depend on (a change of version can move a fit)
+PACKAGES = ("numpy", "scipy", "scikit-learn", "pandas", "optuna")
+
+
+def environment() -> str:
+    """One line naming Python and the versions of `PACKAGES`, for a benchmark's output."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def named(package):
+        try:
+            return f"{package} {version(package)}"
+        except PackageNotFoundError:
+            return f"{package} not installed"
+
+    return ", ".join([f"python {platform.python_version()}", *map(named, PACKAGES)])
 
 
 def regret_of(case: Case, floor: float, pick: int, margin: float = 0.0) -> tuple[float, bool]:
