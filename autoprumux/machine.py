@@ -8,6 +8,7 @@ descheduled; `oversubscribed()` says when that is likely, so callers can warn an
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 
 def cpu_cores() -> int:
@@ -54,3 +55,18 @@ def yield_threads_if_busy() -> str | None:
         return reason
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     return f"{reason}; OpenMP threads will sleep instead of spinning while they wait (OMP_WAIT_POLICY=PASSIVE)"
+
+
+def package_versions(packages: Sequence[str]) -> str:
+    """One line naming Python and the installed version of each of `packages` (without importing
+    them), for an output or a README that must say what produced its numbers."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def named(package):
+        try:
+            return f"{package} {version(package)}"
+        except PackageNotFoundError:
+            return f"{package} not installed"
+
+    return ", ".join([f"python {platform.python_version()}", *map(named, packages)])

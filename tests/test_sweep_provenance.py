@@ -1,5 +1,7 @@
 """results/<sweep>/README.md: generated from the table, written atomically."""
 
+from importlib.metadata import version
+
 import pandas as pd
 import pytest
 
@@ -32,6 +34,7 @@ def test_readme_reports_finished_rows_with_speedups(tmp_path):
     text = provenance_markdown(spec, table(), stages_built=5, stages_reused=3)
     assert "grid points done: 2 of 3" in text and "5 trained, 3 reused" in text
     assert "`abc1234`" in text and "`cpu X, 2 threads`" in text
+    assert f"transformers {version('transformers')}, tokenizers {version('tokenizers')}" in text
     assert "| 2 | 0.90 | 0.917 | 0.8000 | 5,000 | 5.00x | 1 min 30 s |" in text
     assert "| 4 |" not in text  # the failed point is counted, not summarised
     path = write_provenance(spec, table(), stages_built=5, stages_reused=3)

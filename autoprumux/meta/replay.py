@@ -18,6 +18,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from autoprumux.machine import package_versions
 from autoprumux.meta.budget import DEFAULT_CONFIDENCE, accuracy_floor
 from autoprumux.meta.results import Results, results_from_frame
 from autoprumux.meta.surfaces import Case
@@ -37,16 +38,7 @@ PACKAGES = ("numpy", "scipy", "scikit-learn", "pandas", "optuna")
 
 def environment() -> str:
     """One line naming Python and the versions of `PACKAGES`, for a benchmark's output."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    def named(package):
-        try:
-            return f"{package} {version(package)}"
-        except PackageNotFoundError:
-            return f"{package} not installed"
-
-    return ", ".join([f"python {platform.python_version()}", *map(named, PACKAGES)])
+    return package_versions(PACKAGES)
 
 
 def regret_of(case: Case, floor: float, pick: int, margin: float = 0.0) -> tuple[float, bool]:

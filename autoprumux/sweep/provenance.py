@@ -2,7 +2,7 @@
 
 Written by `run_sweep` after the table export, so the numbers in it are the measured ones: the
 command, the spec file and its hash, the code version(s) and hardware recorded in the rows, the
-wall time from the first trial's start to the last trial's end, how many stage trainings the
+versions of the packages training depends on (where the README was written), the wall time from the first trial's start to the last trial's end, how many stage trainings the
 stage cache saved, and a per-(N, s) summary. Nobody edits it by hand; rerunning the sweep (which
 resumes and finishes at once when nothing is left) rewrites it.
 """
@@ -14,10 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from autoprumux.machine import package_versions
 from autoprumux.spec import SweepSpec
 from autoprumux.table import finished_rows, write_text
 
 README_NAME = "README.md"
+#: besides torch (in each row's `hardware`), the packages a trained model's numbers depend on: a
+#: fresh clone in another environment trained the demo's baseline to 0.885 instead of 0.853
+TRAINING_PACKAGES = ("torch", "transformers", "tokenizers", "numpy")
 
 
 def _hash(path: str | None) -> str:
@@ -84,6 +88,7 @@ def provenance_markdown(spec: SweepSpec, frame: pd.DataFrame, *, stages_built: i
         f"seed {spec.training.seed}",
         f"- code version: {_values(done, 'code_version')}",
         f"- hardware: {_values(done, 'hardware')} (device {_values(done, 'device')})",
+        f"- packages (of the process that wrote this file): {package_versions(TRAINING_PACKAGES)}",
         f"- throughput harness: {_values(done, 'batch_size', '')} sequences of {_values(done, 'seq_len', '')} tokens "
         "per forward pass, median of repeats",
         f"- throughput: {_throughput_source(spec, done)}",
