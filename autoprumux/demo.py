@@ -91,7 +91,7 @@ def run_demo(spec_path: str = DEFAULT_SPEC) -> None:
     if checkpoints:
         bench = spec.training.bench
         _step(
-            "baseline, recommendation, fastest MUX-only and CoFi-only within 3%, measured side by side",
+            "baseline, recommendation, fastest measured, MUX-only and CoFi-only within 3%, side by side",
             ["bench", *checkpoints, "--batch", str(bench.batch_size), "--seq-len", str(bench.seq_len),
              "--repeats", str(bench.repeats), "--warmup", str(bench.warmup), "--rounds", "5"],
         )
