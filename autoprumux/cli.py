@@ -292,7 +292,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from autoprumux.plots import plot_results
 
     table = args.results or default_table_path()
-    paths = plot_results(table, Path(args.out), budget=args.budget)
+    paths = plot_results(table, Path(args.out), budget=args.budget, confidence=args.confidence, relative=args.relative)
     if not args.results:
         print(f"no --results given: using the newest table {table}")
     for path in paths:
@@ -400,13 +400,17 @@ def _float(flag: str, example: str) -> Callable[[str], float]:
     return parse
 
 
-def _add_budget_options(p, results_help: str) -> None:
-    p.add_argument("--results", help=results_help)
+def _add_bound_options(p) -> None:
     from autoprumux.meta.budget import DEFAULT_CONFIDENCE
 
     p.add_argument("--confidence", type=_float("--confidence", "0.95"), default=DEFAULT_CONFIDENCE,
                    help=f"one-sided confidence of the accuracy lower bound, in [0.5, 1) (default {DEFAULT_CONFIDENCE})")
     p.add_argument("--relative", action="store_true", help="the budget is a share of the baseline accuracy")
+
+
+def _add_budget_options(p, results_help: str) -> None:
+    p.add_argument("--results", help=results_help)
+    _add_bound_options(p)
     p.add_argument("--baseline-accuracy", type=_float("--baseline-accuracy", "0.91"),
                    help="baseline (N = 1, s = 0) accuracy as a fraction, overriding or replacing the table's")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -452,6 +456,7 @@ def _add_meta_commands(sub) -> None:
     p.add_argument("--results", help="results table (default: the newest results/*/trials.csv)")
     p.add_argument("--out", required=True, help="output directory for PNG and SVG files")
     p.add_argument("--budget", help="draw this budget's accuracy floor and recommendation, e.g. 3%%")
+    _add_bound_options(p)
     p.set_defaults(handler=_cmd_plot)
 
 

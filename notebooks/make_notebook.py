@@ -41,11 +41,12 @@ from autoprumux.meta import (
     results_from_frame,
     synthetic_table,
 )
+from autoprumux.meta.budget import DEFAULT_CONFIDENCE
 
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 TABLE = ROOT / "results" / "demo" / "trials.csv"  # written by `make demo`
 BUDGETS = ["1%", "3%", "5%"]  # accuracy points below the baseline (N = 1, s = 0)
-CONFIDENCE = 0.9  # the predicted accuracy's one-sided lower bound must clear the floor"""),
+CONFIDENCE = DEFAULT_CONFIDENCE  # recommend's (0.95): P(accuracy above the floor) it asks for"""),
     ("md", """\
 ## 1. The results table
 
@@ -86,7 +87,7 @@ models.cv.round(3)"""),
 
 For each budget the recommender maximises predicted throughput over N (the widths in the table)
 and s (continuous up to the largest measured sparsity) subject to: the accuracy's one-sided
-lower bound at 90% confidence is at least *baseline − budget*. `measured` says whether the pick
+lower bound at `CONFIDENCE` (95%, `autoprumux recommend`'s default) is at least *baseline − budget*. `measured` says whether the pick
 was itself trained; an unmeasured pick is a prediction worth confirming."""),
     ("code", """\
 recommendations = {b: recommend(results, b, models=models, confidence=CONFIDENCE) for b in BUDGETS}
@@ -120,7 +121,7 @@ predicted bounds (ringed when it was measured)."""),
     ("md", """\
 ## 5. The fitted models over (s, N)
 
-One curve per N against s, the band between the one-sided 90% bounds the recommender uses, and
+One curve per N against s, the band between the one-sided 95% bounds the recommender uses, and
 the measured trials as dots. Where a curve's lower band edge crosses the floor is the largest
 sparsity the recommender allows for that N; throughput is on a log scale."""),
     ("code", """\

@@ -3,6 +3,7 @@ bad input is a one-line error, and `autoprumux.plots` stays torch-free."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -239,6 +240,21 @@ def test_cli_plot_writes_png_and_svg_of_each_plot(tmp_path, table_path, capsys):
     expected = {f"{s}.{f}" for s in ("pareto", "fitted", "cross_validation") for f in ("png", "svg")}
     assert {p.name for p in printed} == expected and all(p.parent == out for p in printed)
     _assert_images(printed)
+
+
+@pytest.mark.parametrize("extra", [[], ["--confidence", "0.9", "--relative"]])
+def test_cli_plot_draws_what_recommend_picks_with_the_same_options(tmp_path, table_path, capsys, monkeypatch, extra):
+    import autoprumux.plots as plots
+
+    drawn, real = [], plots.pareto_info
+    monkeypatch.setattr(plots, "pareto_info", lambda results, rec=None: drawn.append(rec) or real(results, rec))
+    assert main(["plot", "--results", str(table_path), "--out", str(tmp_path), "--budget", "3%", *extra]) == 0
+    capsys.readouterr()
+    assert main(["recommend", "--results", str(table_path), "--budget", "3%", "--json", *extra]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    (plotted,) = drawn
+    assert (plotted["confidence"], plotted["relative"]) == (printed["confidence"], printed["relative"])
+    assert plotted["recommendation"] == printed["recommendation"]
 
 
 @pytest.mark.parametrize(

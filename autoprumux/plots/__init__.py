@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from autoprumux.meta.budget import DEFAULT_CONFIDENCE
 from autoprumux.plots._crossval import (
     CrossValidationInfo,
     CrossValidationPanel,
@@ -67,14 +68,15 @@ def plot_results(
     budget: str | float | None = None,
     *,
     relative: bool = False,
-    confidence: float = 0.9,
+    confidence: float = DEFAULT_CONFIDENCE,
     formats: Sequence[str] = FORMATS,
 ) -> list[Path]:
     """Draw the three plots of a results table and write them to `out_dir`; returns the paths.
 
     `results` is a table path (None: the newest `results/*/trials.csv`). With `budget` (`"3%"`,
     `0.03`; absolute accuracy points unless `relative`), the accuracy-vs-throughput plot also shows
-    the accuracy floor and the configuration `autoprumux recommend` picks at `confidence`.
+    the accuracy floor and the configuration `autoprumux recommend` picks at `confidence` (its
+    default, like `recommend`'s).
     Writes `pareto`, `fitted` and `cross_validation`, each as `.png` and `.svg`. Raises
     `TableError` / `BudgetError` for a missing or malformed table or budget.
     """

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from autoprumux.meta.budget import DEFAULT_CONFIDENCE
 from autoprumux.plots._style import ACCURACY_LABEL, describe_table, mux_colors, percent, title_with_context
 
 
@@ -47,7 +48,7 @@ class FittedInfo(NamedTuple):
 
 
 def fitted_info(
-    models, results, confidence: float = 0.9, points: int = 80, accuracy_floor: float | None = None
+    models, results, confidence: float = DEFAULT_CONFIDENCE, points: int = 80, accuracy_floor: float | None = None
 ) -> FittedInfo:
     """Evaluate the fitted `models` (`autoprumux.meta` FittedModels) of `results` along s in
     [0, largest measured sparsity] for every N in the table. The band runs between the one-sided
