@@ -87,8 +87,9 @@ models.cv.round(3)"""),
 
 For each budget the recommender maximises predicted throughput over N (the widths in the table)
 and s (continuous up to the largest measured sparsity) subject to: the accuracy's one-sided
-lower bound at `CONFIDENCE` (95%, `autoprumux recommend`'s default) is at least *baseline − budget*. `measured` says whether the pick
-was itself trained; an unmeasured pick is a prediction worth confirming."""),
+lower bound at `CONFIDENCE` (95%, `autoprumux recommend`'s default) is at least
+*baseline − budget*. `measured` says whether the pick was itself trained; an unmeasured pick is a
+prediction worth confirming."""),
     ("code", """\
 recommendations = {b: recommend(results, b, models=models, confidence=CONFIDENCE) for b in BUDGETS}
 rows = []

@@ -75,8 +75,8 @@ def plot_results(
 
     `results` is a table path (None: the newest `results/*/trials.csv`). With `budget` (`"3%"`,
     `0.03`; absolute accuracy points unless `relative`), the accuracy-vs-throughput plot also shows
-    the accuracy floor and the configuration `autoprumux recommend` picks at `confidence` (its
-    default, like `recommend`'s).
+    the accuracy floor and the configuration `autoprumux recommend` picks at `confidence`
+    (default: `recommend`'s).
     Writes `pareto`, `fitted` and `cross_validation`, each as `.png` and `.svg`. Raises
     `TableError` / `BudgetError` for a missing or malformed table or budget.
     """

@@ -2,8 +2,9 @@
 
 Written by `run_sweep` after the table export, so the numbers in it are the measured ones: the
 command, the spec file and its hash, the code version(s) and hardware recorded in the rows, the
-versions of the packages training depends on (where the README was written), the wall time from the first trial's start to the last trial's end, how many stage trainings the
-stage cache saved, and a per-(N, s) summary. Nobody edits it by hand; rerunning the sweep (which
+versions of the packages training depends on (read where the README is written), the wall time
+from the first trial's start to the last trial's end, how many stage trainings the stage cache
+saved, and a per-(N, s) summary. Nobody edits it by hand; rerunning the sweep (which
 resumes and finishes at once when nothing is left) rewrites it.
 """
 
@@ -19,8 +20,8 @@ from autoprumux.spec import SweepSpec
 from autoprumux.table import finished_rows, write_text
 
 README_NAME = "README.md"
-#: besides torch (in each row's `hardware`), the packages a trained model's numbers depend on: a
-#: fresh clone in another environment trained the demo's baseline to 0.885 instead of 0.853
+#: the packages a trained model's numbers depend on: with torch pinned, other versions of these
+#: trained the demo's baseline to 0.885 instead of 0.853 (README, "The table is reproducible")
 TRAINING_PACKAGES = ("torch", "transformers", "tokenizers", "numpy")
 
 
