@@ -1,13 +1,20 @@
 """Simulated sweeps on generated surfaces: which order of measurements finds a good (N, s) soonest?
 
-    OMP_NUM_THREADS=1 python benchmarks/adaptive.py [--seeds 2] [--budget 3%] [--out results/adaptive]
+    OMP_NUM_THREADS=1 python benchmarks/adaptive.py [--seeds 2] [--budget 3%] [--training-noise 0.005]
+                                                    [--out results/adaptive]
 
 Each case of `autoprumux.meta.surfaces` (every family x `--seeds`) has its whole grid measured
-once in advance (Gaussian or binomial accuracy noise, 3-4% throughput noise), so every order sees
-the same measurement of a configuration. A sweep starts from the baseline and 3 random points
-(the same for every order) and adds `--batch` configurations at a time, in one of five orders:
+in advance (Gaussian or binomial accuracy noise, 3-4% throughput noise, and with
+`--training-noise` a training seed's offset beyond it), so every order sees the same measurement
+of a configuration. Each configuration is measured `REPEATS` times (seeds): a repeat trains to a
+fresh offset but is evaluated on the same dev set, so it keeps the first seed's evaluation
+error (`surfaces.measure`); without training noise it measures the same accuracy again. A sweep
+starts from the baseline and 3 random points (the same for every order) and adds `--batch`
+trainings at a time, in one of five orders:
 
-- ``suggest``: `autoprumux suggest` (constrained expected improvement; see meta/suggestion.py);
+- ``suggest``: `autoprumux suggest` (constrained expected improvement; see meta/suggestion.py),
+  which may propose training a measured configuration again (the next seed);
+- ``suggest, new only``: the same with `repeats=False` (never a configuration measured before);
 - ``random``: uniformly random among the unmeasured configurations;
 - ``optuna TPE`` / ``optuna GP``: Optuna's TPESampler / GPSampler maximising measured throughput
   with the constraint floor - measured accuracy <= 0 (`constraints_func`), over the grid indices;
@@ -17,10 +24,10 @@ the same measurement of a configuration. A sweep starts from the baseline and 3 
 
 After every step, `recommend` (the same recommender for every order) picks from the table so
 far; regret = 1 - its true throughput / the best true throughput within the floor (a violation
-counts as 1). Prints mean regret against the number measured and, per order, how many
-configurations it took to reach regret <= 5% and stay there (median over cases, a case that
-never got there counting as infinite; and mean, such a case counting as one step past --cap);
-draws `regret.png` under --out.
+counts as 1). "Measured" counts trainings, a repeat included. Prints mean regret against the
+number measured and, per order, how many trainings it took to reach regret <= 5% and stay there
+(median over cases, a case that never got there counting as infinite; and mean, such a case
+counting as one step past --cap); draws `regret.png` under --out.
 """
 
 from __future__ import annotations
@@ -42,7 +49,9 @@ from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
 from autoprumux.meta.suggestion import suggest
 from autoprumux.meta.surfaces import FAMILIES, make_case, measure
 
-ORDERS = ("suggest", "random", "optuna TPE", "optuna GP", "full grid")
+ORDERS = ("suggest", "suggest, new only", "random", "optuna TPE", "optuna GP", "full grid")
+#: seeds measured in advance per configuration: the most trainings `suggest` can spend on one
+REPEATS = 4
 #: one model per target (no selection) keeps a simulated sweep affordable on two cores
 FAST = {"accuracy": {"monotone-gp": MonotoneGPModel()}, "throughput": {"additive": AdditiveThroughputModel()}}
 
@@ -52,19 +61,24 @@ def fast_models(results):
 
 
 class Sweep:
-    """The grid of one case, measured once in advance, and the indices measured so far."""
+    """The grid of one case, each configuration measured `REPEATS` times in advance. A sweep's
+    state is the list of grid indices trained so far, a repeated index once per training."""
 
     def __init__(self, case, seed: int):
         rng = np.random.default_rng(seed)
         self.case, self.grid = case, case.grid
         flops = "flops_per_example" in case.table.columns
-        self.table = measure(case.surface, self.grid[["mux", "sparsity"]], case.noise, 0.035, flops, rng)
+        points = self.grid[["mux", "sparsity"]]
+        self.draws = measure(case.surface, points, case.noise, 0.035, flops, rng, case.training_noise, repeats=REPEATS)
+        self.table = self.draws[self.draws["seed"] == 0].reset_index(drop=True)  # the first seed of each
         base = grid_index(self.grid, 1, 0.0)
         others = rng.permutation(np.delete(np.arange(len(self.grid)), base))
         self.start = [base, *others[:3].tolist()]
 
     def results(self, measured):
-        return results_from_frame(self.table.iloc[sorted(measured)], source=self.case.name)
+        """The table of the trainings so far: the k-th training of a configuration is its seed k - 1."""
+        rows = [seed * len(self.grid) + index for index in sorted(set(measured)) for seed in range(measured.count(index))]
+        return results_from_frame(self.draws.iloc[rows], source=self.case.name)
 
     def regret(self, measured, budget) -> tuple[float, float]:
         """Regret of `recommend` on the table so far: against the exact oracle, and against the
@@ -78,13 +92,14 @@ class Sweep:
                 regret_of(self.case, rec.accuracy_floor, pick, CLEAR_MARGIN)[0])  # fmt: skip
 
 
-def suggest_order(sweep: Sweep, budget, rng):
+def suggest_order(sweep: Sweep, budget, rng, repeats: bool = True):
     def step(measured, batch):
         results = sweep.results(measured)
-        sug = suggest(results, budget, n=batch, models=fast_models(results),
+        sug = suggest(results, budget, n=batch, models=fast_models(results), repeats=repeats,
                       mux_choices=sorted(set(sweep.grid["mux"])), sparsity_choices=sorted(set(sweep.grid["sparsity"])))  # fmt: skip
         picks = [grid_index(sweep.grid, s.mux, s.sparsity) for s in sug.suggestions]
-        return [p for p in picks if p not in measured] or _random(sweep, measured, batch, rng)
+        picks = [p for p in dict.fromkeys(picks) if measured.count(p) < REPEATS]  # a repeat is the next seed
+        return picks or _random(sweep, measured, batch, rng)
 
     return step
 
@@ -150,8 +165,8 @@ def simulate(case, seed: int, budget: float, batch: int, cap: int) -> pd.DataFra
     floor = accuracy_floor(sweep.results(sweep.start).baseline_accuracy, budget)
     rows = []
     for order in ORDERS:
-        if order == "suggest":
-            step = suggest_order(sweep, budget, rng)
+        if order.startswith("suggest"):
+            step = suggest_order(sweep, budget, rng, repeats=order == "suggest")
         elif order == "random":
             step = lambda measured, batch: _random(sweep, measured, batch, rng)  # noqa: E731
         elif order == "full grid":
@@ -162,7 +177,7 @@ def simulate(case, seed: int, budget: float, batch: int, cap: int) -> pd.DataFra
         while True:
             regret, clear = sweep.regret(measured, budget)
             rows.append({"case": case.name, "order": order, "measured": len(measured), "grid": len(sweep.grid),
-                         "regret": regret, "regret_clear": clear})  # fmt: skip
+                         "repeats": len(measured) - len(set(measured)), "regret": regret, "regret_clear": clear})  # fmt: skip
             if len(measured) >= min(cap, len(sweep.grid)):
                 break
             measured += step(measured, batch)[: min(cap, len(sweep.grid)) - len(measured)]
@@ -208,7 +223,7 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
             curve = frame[frame["order"] == order].groupby("measured")[column].mean()
             ax.plot(curve.index, 100 * curve.to_numpy(), marker="o", markersize=3, label=order)
         ax.axhline(5, color="0.5", linestyle="--", linewidth=1, label="5% regret")
-        ax.set_xlabel("configurations measured")
+        ax.set_xlabel("trainings (configurations measured, repeats included)")
         ax.set_title(title)
     axes[0].set_ylabel("mean regret of recommend (%)")
     axes[0].legend()
@@ -222,20 +237,24 @@ def main(argv=None) -> None:
     parser.add_argument("--budget", default="3%")
     parser.add_argument("--batch", type=int, default=2, help="configurations added per step (default 2)")
     parser.add_argument("--cap", type=int, default=24, help="stop every sweep at this many measured (default 24)")
+    parser.add_argument("--training-noise", type=float, default=0.0,
+                        help="std of a training seed's accuracy offset, e.g. 0.005 (default 0: none)")
     parser.add_argument("--out", help="folder for adaptive.csv and regret.png")
     args = parser.parse_args(argv)
     budget = parse_budget(args.budget)
     # optuna's experimental-feature notes and the deprecation of constraints_func (still works in 5.x)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    cases = [make_case(family, 1000 * i + seed) for i, family in enumerate(FAMILIES) for seed in range(args.seeds)]
+    cases = [make_case(family, 1000 * i + seed, training_noise=args.training_noise)
+             for i, family in enumerate(FAMILIES) for seed in range(args.seeds)]  # fmt: skip
     parts = []
     for k, case in enumerate(cases):
         parts.append(simulate(case, 7 + k, budget, args.batch, args.cap))
         print(f"{case.name}: done ({k + 1}/{len(cases)})", file=sys.stderr, flush=True)
     frame = pd.concat(parts, ignore_index=True)
     pd.set_option("display.width", 160)
-    print(f"{len(cases)} cases (grids of {frame['grid'].min()}-{frame['grid'].max()}), budget {args.budget}, batch {args.batch}")
+    print(f"{len(cases)} cases (grids of {frame['grid'].min()}-{frame['grid'].max()}), budget {args.budget}, "
+          f"batch {args.batch}, training noise {args.training_noise:g}")
     print(environment())
     for column, name in (("regret", "regret"), ("regret_clear", "regret against the oracle 0.5 points clear")):
         table = frame.pivot_table(index="measured", columns="order", values=column, aggfunc="mean")[list(ORDERS)]
@@ -253,6 +272,10 @@ def main(argv=None) -> None:
         print(summary.loc[list(ORDERS)].to_string(float_format=lambda v: f"{v:.2f}"))
         print("case by case, suggest against each other order:")
         print(head_to_head(got).to_string())
+    last = frame.groupby(["case", "order"]).tail(1)
+    spent = last.groupby("order")["repeats"].agg(["mean", lambda v: int((v > 0).sum())]).loc[list(ORDERS)]
+    print(f"repeats (trainings of a configuration measured before) within {args.cap}: mean per case, cases with any")
+    print(spent.set_axis(["mean", "cases"], axis=1).to_string(float_format=lambda v: f"{v:.2f}"))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

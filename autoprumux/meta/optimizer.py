@@ -44,6 +44,7 @@ MEASURED_COLUMNS = {
     "accuracy": "measured_accuracy",
     "accuracy_se": "measured_accuracy_se",
     "throughput": "measured_throughput",
+    "repeats": "measured_repeats",
 }
 
 
@@ -143,7 +144,7 @@ def candidate_configurations(
     of `sparsity_step`, plus every measured configuration of those N; `mux_choices` and
     `sparsity_choices` restrict (or extend) either axis. Columns: mux, sparsity (grid identity),
     feature_sparsity (model input), measured, measured_accuracy, measured_accuracy_se,
-    measured_throughput."""
+    measured_throughput, measured_repeats (NaN where not measured)."""
     configs = results.configurations
     mux_values = sorted({int(m) for m in configs["mux"]}) if mux_choices is None else _check_mux(mux_choices)
     if sparsity_choices is not None:
@@ -167,7 +168,7 @@ def candidate_configurations(
                 np.isclose(measured["sparsity"].to_numpy()[:, None], grid[None, :], atol=1e-6).any(1)
             ]
         parts.append(
-            measured[["mux", "sparsity", "feature_sparsity", "accuracy", "accuracy_se", "throughput"]]
+            measured[["mux", "sparsity", "feature_sparsity", *MEASURED_COLUMNS]]
             .rename(columns=MEASURED_COLUMNS)
             .assign(measured=True)
         )

@@ -119,10 +119,11 @@ def format_suggestions(sug: Suggestions) -> str:
         "",
     ]
     rows = [
-        [str(i), str(s.mux), f"{s.sparsity:.2f}", f"{s.expected_gain:,.0f}", f"{s.probability_feasible:.0%}"]
+        [str(i), str(s.mux), f"{s.sparsity:.2f}", "again, another seed" if s.repeat else "new",
+         f"{s.expected_gain:,.0f}", f"{s.probability_feasible:.0%}"]
         for i, s in enumerate(sug.suggestions, 1)
-    ]
-    lines.append(_table(["#", "N", "s", "expected gain (examples/s)", "P(within budget)"], rows))
+    ]  # fmt: skip
+    lines.append(_table(["#", "N", "s", "train", "expected gain (examples/s)", "P(within budget)"], rows))
     lines.append("")
     lines += [f"{i}. N={s.mux}, s={s.sparsity:.2f}: {s.reason}" for i, s in enumerate(sug.suggestions, 1)]
     if not sug.suggestions:

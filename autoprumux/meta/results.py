@@ -41,8 +41,9 @@ class Results:
 
     `rows` keeps the table's columns and adds `config_sparsity` (the grid identity of each row).
     `configurations` has one row per grid point: mux, sparsity (identity), feature_sparsity (mean
-    measured sparsity), accuracy (fraction), accuracy_se (standard error of that measurement,
-    NaN when the table has no `eval_examples`), throughput (examples/s), repeats and collapsed
+    measured sparsity), accuracy (fraction, the mean of its repeats), accuracy_se (the binomial
+    standard error of that mean, which repeats on one dev set do not shrink; NaN when the table
+    has no `eval_examples`), throughput (examples/s), repeats and collapsed
     (accuracy at chance, see `collapse.py`; `chance` is that level).
     """
 
@@ -64,9 +65,15 @@ class Results:
 
     @property
     def accuracy_variance(self) -> np.ndarray:
-        """Each row's binomial measurement variance (NaN without `eval_examples`)."""
+        """Each row's binomial measurement variance as the models weigh it (NaN without
+        `eval_examples`). Repeats (seeds) of one configuration are evaluated on one dev set, so
+        their sampling errors are one error, which averaging does not shrink; the models treat
+        rows as independent, so each of k repeats carries k times its own variance, and their
+        mean carries it once. What repeats do average away is the training noise beyond it."""
         examples = self.rows["eval_examples"] if "eval_examples" in self.rows.columns else np.nan
-        return measurement_variance(self.rows["accuracy"], pd.Series(examples, self.rows.index)).to_numpy(float)
+        variance = measurement_variance(self.rows["accuracy"], pd.Series(examples, self.rows.index))
+        repeats = self.rows.groupby(["mux", "config_sparsity"])["accuracy"].transform("size")
+        return (variance * repeats).to_numpy(float)
 
     @property
     def flops(self) -> np.ndarray | None:
@@ -183,8 +190,9 @@ def _group_configurations(rows: pd.DataFrame) -> pd.DataFrame:
     configurations = grouped.agg(
         feature_sparsity=("sparsity", "mean"),
         accuracy=("accuracy", "mean"),
-        # the mean of k repeats: sqrt(sum of variances) / k; unknown if any repeat's is
-        accuracy_se=("_variance", lambda v: np.sqrt(v.sum(min_count=len(v))) / len(v)),
+        # repeats share one dev set, so the mean of k keeps its sampling error: the root of the
+        # mean variance (not divided by k); unknown if any repeat's is
+        accuracy_se=("_variance", lambda v: np.sqrt(v.sum(min_count=len(v)) / len(v))),
         throughput=("throughput", "mean"),
         repeats=("accuracy", "size"),
     ).reset_index()

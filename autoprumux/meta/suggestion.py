@@ -4,13 +4,19 @@ A candidate's score is the expected gain in throughput (log-normal predictive th
 what `recommend` would pick now (the incumbent: the fastest candidate whose accuracy bound meets
 the floor, at its measured throughput when it was measured), times the probability that one
 measurement of the candidate lets `recommend` certify it (`certification_probability`: the
-measurement and the prediction combined must clear the floor at the asked confidence). That is a
-one-step knowledge gradient restricted to the candidate itself: a configuration that is probably
-within budget but sits too close to the floor for one noisy measurement to settle is worth
-little, because `recommend` could not pick it afterwards either. After each pick, the models are
-refitted with the pick's predicted values as if it had been measured ("kriging believer"), and
-picks keep a minimum sparsity distance within one N, so the K suggestions spread out instead of
-piling up at one spot.
+measurement and the prediction combined must clear the floor at the asked confidence, and the
+mean of the candidate's measurements must not be under the floor). That is a one-step knowledge
+gradient restricted to the candidate itself: a configuration that is probably within budget but
+sits too close to the floor for one noisy measurement to settle is worth little, because
+`recommend` could not pick it afterwards either.
+
+A measured configuration that is faster than the incumbent but not certified (measured under the
+floor, or too close to it) is a candidate too: training it again with another seed averages its
+training noise away. Its gain is its measured throughput over the incumbent's; one more repeat
+adds only what it averages away (`repeat_noise`), since repeats are evaluated on one dev set and
+share its sampling error. After each pick, the models are refitted with the pick's predicted
+values as if it had been measured ("kriging believer"), and picks keep a minimum sparsity
+distance within one N, so the K suggestions spread out instead of piling up at one spot.
 """
 
 from __future__ import annotations
@@ -40,8 +46,9 @@ MIN_SPACING = 0.1
 
 @dataclass(frozen=True)
 class Suggestion:
-    """One configuration worth training: `expected_gain` in examples/s (already weighted by
-    `probability_feasible`), predictions as in `ConfigEstimate`, and a one-line reason."""
+    """One configuration worth training: `expected_gain` in examples/s (already weighted by the
+    probability that `recommend` can certify it afterwards), predictions as in `ConfigEstimate`,
+    `repeat` (it was measured already: train it again with another seed) and a one-line reason."""
 
     mux: int
     sparsity: float
@@ -51,6 +58,7 @@ class Suggestion:
     accuracy_std: float
     throughput: float
     reason: str
+    repeat: bool = False
 
     def to_dict(self) -> dict:
         return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in asdict(self).items()}
@@ -76,18 +84,34 @@ class Suggestions:
         return out
 
 
-def certification_probability(scored: pd.DataFrame, floor: float, confidence: float, noise_variance: float) -> np.ndarray:
-    """P(one measurement of the candidate lets `recommend` certify it), per row of
-    `score_candidates` output: the measurement (variance `noise_variance`) and the prediction
-    (mean m, std s) combine into a posterior of variance v = 1 / (1/s^2 + 1/noise); before
-    measuring, its mean is distributed N(m, s^2 - v), and the candidate is certified when that
-    mean less z(confidence) sqrt(v) clears the floor. A candidate a hair above the floor, or one
-    whose measurement is too noisy to settle it, is worth little even when P(feasible) is high."""
-    m, s2 = scored["accuracy"].to_numpy(float), scored["accuracy_std"].to_numpy(float) ** 2
-    v = 1.0 / (1.0 / np.maximum(s2, 1e-18) + 1.0 / max(noise_variance, 1e-18))
-    spread = np.sqrt(np.maximum(s2 - v, 1e-18))
+def certification_probability(
+    scored: pd.DataFrame, floor: float, confidence: float, noise_variance: float | np.ndarray
+) -> np.ndarray:
+    """P(one more measurement of the candidate lets `recommend` certify it), per row of
+    `score_candidates` output. The new measurement y (noise variance `noise_variance`, per row or
+    one for all) is predicted as N(m, s^2 + noise) from the model's mean m and std s. `recommend`
+    certifies the candidate when both hold, and each is a threshold on y:
+
+    - the posterior (variance v = 1 / (1/s^2 + 1/noise), mean m + s^2 (y - m) / (s^2 + noise))
+      less z(confidence) sqrt(v) clears the floor;
+    - the mean of its k measured repeats and y is not under the floor (`score_candidates` rules
+      out a configuration measured under it), so y >= (k + 1) floor - k mean.
+
+    A candidate a hair above the floor, or one whose measurement is too noisy to settle it, is
+    worth little even when P(feasible) is high."""
+    m, s2 = scored["accuracy"].to_numpy(float), np.maximum(scored["accuracy_std"].to_numpy(float) ** 2, 1e-18)
+    noise = np.maximum(np.broadcast_to(np.asarray(noise_variance, float), m.shape), 1e-18)
+    v = 1.0 / (1.0 / s2 + 1.0 / noise)
     z = NormalDist().inv_cdf(confidence)
-    return np.where(scored["collapsed"].to_numpy(bool), 0.0, normal_cdf((m - floor - z * np.sqrt(v)) / spread))
+    bound = m + (floor + z * np.sqrt(v) - m) * (s2 + noise) / s2
+    k = np.nan_to_num(scored.get("measured_repeats", pd.Series(0.0, scored.index)).to_numpy(float))
+    mean = np.nan_to_num(scored.get("measured_accuracy", pd.Series(0.0, scored.index)).to_numpy(float))
+    threshold = np.maximum(bound, (k + 1.0) * floor - k * mean)
+    with np.errstate(invalid="ignore"):
+        probability = normal_cdf((m - threshold) / np.sqrt(s2 + noise))
+    # an infinite noise (a repeat where nothing is left to average away) settles nothing
+    useless = scored["collapsed"].to_numpy(bool) | ~np.isfinite(noise)
+    return np.where(useless, 0.0, np.nan_to_num(probability))
 
 
 def constrained_expected_improvement(
@@ -99,6 +123,10 @@ def constrained_expected_improvement(
     P is `certified` (`certification_probability`) when given, else P(accuracy >= floor); speed
     and accuracy are modelled independently."""
     mu, sigma = np.log(scored["throughput"].to_numpy()), scored["log_throughput_std"].to_numpy()
+    if "measured" in scored.columns:  # a measured candidate (a repeat) counts at its measured speed
+        measured = scored["measured"].to_numpy(bool)
+        mu = np.where(measured, np.log(scored["measured_throughput"].where(measured, 1.0).to_numpy(float)), mu)
+        sigma = np.where(measured, 0.0, sigma)
     normal = NormalDist()
     cdf = np.vectorize(normal.cdf)
     safe = np.maximum(sigma, 1e-12)
@@ -135,10 +163,13 @@ def suggest(
     mux_choices: Sequence[int] | None = None,
     sparsity_choices: Sequence[float] | None = None,
     sparsity_step: float = SUGGEST_STEP,
+    repeats: bool = True,
 ) -> Suggestions:
-    """The `n` unmeasured configurations whose measurement is expected to raise the recommended
-    throughput within the budget most. Candidates: the table's N (or `mux_choices`) x sparsities in
-    steps of `sparsity_step` up to one step past the highest measured one (or `sparsity_choices`).
+    """The `n` configurations whose measurement is expected to raise the recommended throughput
+    within the budget most. Candidates: the table's N (or `mux_choices`) x sparsities in steps of
+    `sparsity_step` up to one step past the highest measured one (or `sparsity_choices`), and the
+    measured configurations that `recommend` cannot certify yet (a repeat: another seed), unless
+    `repeats` is false.
     """
     budget = parse_budget(budget)
     confidence = check_confidence(confidence)
@@ -150,7 +181,8 @@ def suggest(
         sparsity_choices = list(np.round(np.arange(0.0, top + 1e-9, sparsity_step), 6))
     candidates = candidate_configurations(results, mux_choices, sparsity_choices)
     incumbent = constrained_optimum(models, candidates, floor, confidence, results)
-    candidates = candidates[~candidates["measured"]].reset_index(drop=True)
+    if not repeats:
+        candidates = candidates[~candidates["measured"]]
     picks = _greedy_picks(models, candidates, floor, confidence, incumbent["throughput"], n, results)
     return Suggestions(
         budget=budget,
@@ -171,15 +203,20 @@ def _greedy_picks(
     rows = models.accuracy_rows
     X, y_acc = models.X[rows], models.y["accuracy"][rows]
     noise = models.fit_params["accuracy"]["noise_variance"][rows]
-    remaining = candidates
-    measurement_noise = _measurement_noise(models, noise)
+    remaining = candidates.reset_index(drop=True)
     while len(picks) < n and not remaining.empty:
         scored = score_candidates(models, remaining, floor, confidence, results)
-        certified = certification_probability(scored, floor, confidence, measurement_noise)
+        certified = certification_probability(scored, floor, confidence, repeat_noise(models, noise, scored))
         score, p_feasible = constrained_expected_improvement(scored, incumbent, certified)
-        i = int(np.argmax(score))
+        # a measured configuration is worth a repeat only when `recommend` cannot pick it yet and
+        # it would gain something if it could
+        measured = scored["measured"].to_numpy(bool)
+        allowed = ~measured | (~scored["feasible"].to_numpy(bool) & (score > 0))
+        if not allowed.any():
+            break
+        i = int(np.argmax(np.where(allowed, score, -1.0)))
         row = scored.iloc[i]
-        picks.append(_suggestion(row, score[i], p_feasible[i], incumbent, results))
+        picks.append(_suggestion(row, score[i], p_feasible[i], incumbent, floor, results))
         if len(picks) == n:
             break
         # pretend its accuracy was measured at the prediction (the throughput model has no
@@ -190,37 +227,64 @@ def _greedy_picks(
         near = (remaining["mux"] == row["mux"]) & (
             (remaining["sparsity"] - row["sparsity"]).abs() < MIN_SPACING - 1e-9
         )
-        remaining = remaining[~near]
+        remaining = remaining[~near].reset_index(drop=True)
     return picks
 
 
-def _measurement_noise(models: FittedModels, known: np.ndarray) -> float:
-    """Variance of one new accuracy measurement: the median of the table's known (binomial) ones
-    plus the accuracy model's fitted noise beyond them (all of it where none is known)."""
+def repeat_noise(models: FittedModels, known: np.ndarray, scored: pd.DataFrame) -> np.ndarray:
+    """Per candidate, the variance of one more accuracy measurement as information about its true
+    accuracy. Unmeasured: the median of the table's known (binomial) variances plus the accuracy
+    model's fitted noise beyond them, w (all of it where none is known). Measured k times, with
+    binomial variance b: its repeats share one dev set, so their mean has variance b + w/k and one
+    more makes it b + w/(k+1); the equivalent independent measurement is the inverse of that gain
+    in precision (infinite when w = 0: another seed teaches nothing)."""
     known = np.asarray(known, float)
     known = known[np.isfinite(known) & (known > 0)]
-    excess = float(getattr(models.accuracy.estimator, "noise_", 0.0))
+    w = float(getattr(models.accuracy.estimator, "noise_", 0.0))
     if len(known):
-        return float(np.median(known)) + excess
-    return excess or models.accuracy.cv_rmse**2
+        fresh = float(np.median(known)) + w
+    else:
+        fresh = w or models.accuracy.cv_rmse**2
+    k = np.nan_to_num(scored["measured_repeats"].to_numpy(float)) if "measured_repeats" in scored else np.zeros(len(scored))
+    if not k.any():
+        return np.full(len(scored), fresh)
+    if not len(known) and not w:  # the model's error is all there is: treat it as training noise
+        w = fresh
+    b = np.nan_to_num(scored["measured_accuracy_se"].to_numpy(float) ** 2)
+    with np.errstate(divide="ignore"):
+        gain = 1.0 / (b + w / np.maximum(k + 1, 1)) - 1.0 / (b + w / np.maximum(k, 1))
+        again = np.where(gain > 0, 1.0 / np.where(gain > 0, gain, 1.0), np.inf)
+    return np.where(k > 0, again, fresh)
 
 
-def _suggestion(row, score, p_feasible, incumbent, results: Results) -> Suggestion:
+def _suggestion(row, score, p_feasible, incumbent, floor, results: Results) -> Suggestion:
     mux, s = int(row["mux"]), float(row["sparsity"])
     configs = results.configurations
-    ratio = row["throughput"] / incumbent
-    where = (
-        "beyond the measured range"
-        if mux > configs["mux"].max() or s > configs["feature_sparsity"].max() + 1e-6
-        else "an N never measured"
-        if mux not in set(configs["mux"])
-        else "between measured points"
-    )
-    reason = (
-        f"{where}: predicted {row['throughput']:.0f} examples/s ({ratio:.2f}x the current recommendation) "
-        f"at accuracy {row['accuracy']:.4f} ± {row['accuracy_std']:.4f}; P(within budget) {p_feasible:.0%}; "
-        f"expected gain {score:.0f} examples/s"
-    )
+    repeat = bool(row["measured"])
+    throughput = row["measured_throughput"] if repeat else row["throughput"]
+    ratio = throughput / incumbent
+    if repeat:
+        k, mean = int(row["measured_repeats"]), row["measured_accuracy"]
+        side = "under" if mean < floor else "just above"
+        reason = (
+            f"measured {'once' if k == 1 else f'{k} times'} at accuracy {mean:.4f}, {side} the floor "
+            f"{floor:.4f}, and {throughput:.0f} examples/s ({ratio:.2f}x the current recommendation); "
+            f"the model puts it at {row['accuracy']:.4f} ± {row['accuracy_std']:.4f}, P(within budget) "
+            f"{p_feasible:.0%}: another seed could let recommend certify it; expected gain {score:.0f} examples/s"
+        )
+    else:
+        where = (
+            "beyond the measured range"
+            if mux > configs["mux"].max() or s > configs["feature_sparsity"].max() + 1e-6
+            else "an N never measured"
+            if mux not in set(configs["mux"])
+            else "between measured points"
+        )
+        reason = (
+            f"{where}: predicted {throughput:.0f} examples/s ({ratio:.2f}x the current recommendation) "
+            f"at accuracy {row['accuracy']:.4f} ± {row['accuracy_std']:.4f}; P(within budget) {p_feasible:.0%}; "
+            f"expected gain {score:.0f} examples/s"
+        )
     if score <= 1e-9 * incumbent:
         reason += " (unlikely to beat what was measured)"
     return Suggestion(
@@ -230,6 +294,7 @@ def _suggestion(row, score, p_feasible, incumbent, results: Results) -> Suggesti
         probability_feasible=float(p_feasible),
         accuracy=float(row["accuracy"]),
         accuracy_std=float(row["accuracy_std"]),
-        throughput=float(row["throughput"]),
+        throughput=float(throughput),
         reason=reason,
+        repeat=repeat,
     )

@@ -183,12 +183,18 @@ def make_case(
 
 
 def measure(surface: Surface, points: pd.DataFrame, noise: str, throughput_noise: float, flops: bool, rng,
-            training_noise: float = 0.0, noise_scale: float = 1.0):  # fmt: skip
+            training_noise: float = 0.0, noise_scale: float = 1.0, repeats: int = 1):  # fmt: skip
     """A results table of noisy measurements of `surface` at `points` (columns mux, sparsity); with
     `training_noise`, each point's trained accuracy is off its truth by a normal draw of that std
-    (from a child generator of `rng`)."""
+    (from a child generator of `rng`).
+
+    With `repeats` > 1 every point is measured that many times (column `seed`; seed 0 is the table
+    drawn with `repeats` = 1): each repeat trains to its own offset (a fresh draw of
+    `training_noise`) but is evaluated on the same dev set, so it keeps seed 0's evaluation error,
+    Gaussian or binomial, which no number of repeats averages away; throughput is measured
+    afresh. Without training noise, every repeat measures the same accuracy."""
     mux, sparsity = points["mux"].to_numpy(int), points["sparsity"].to_numpy(float)
-    truth = surface.accuracy(mux, sparsity)
+    mean = truth = surface.accuracy(mux, sparsity)
     if training_noise > 0:
         offsets = rng.spawn(1)[0].normal(0.0, training_noise, len(truth))
         truth = np.clip(truth + offsets, 0.0, 1.0)
@@ -218,6 +224,13 @@ def measure(surface: Surface, points: pd.DataFrame, noise: str, throughput_noise
     )
     if flops:
         frame["flops_per_example"] = surface.flops_per_example(mux, sparsity)
+    if repeats > 1:
+        draws, error, more = rng.spawn(1)[0], accuracy - truth, [frame.assign(seed=0)]
+        for seed in range(1, repeats):
+            trained = np.clip(mean + draws.normal(0.0, training_noise, len(mean)), 0.0, 1.0) if training_noise > 0 else mean
+            throughput = surface.throughput(mux, sparsity) * np.exp(draws.normal(0.0, throughput_noise, len(mux)))
+            more.append(frame.assign(accuracy=np.clip(trained + error, 0.0, 1.0), throughput=throughput, seed=seed))
+        frame = pd.concat(more)
     return frame.reset_index(drop=True)
 
 
