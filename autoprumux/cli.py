@@ -150,10 +150,17 @@ def _load_spec(args: argparse.Namespace):
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     spec = _load_spec(args)
+    if args.remeasure and args.repeat:
+        raise _UsageError("--repeat trains and --remeasure trains nothing; give one of them")
     if args.dry_run:
         from autoprumux.sweep import format_plan, plan_sweep
+        from autoprumux.sweep.study import check_repeats
 
-        print(format_plan(plan_sweep(spec)))
+        plan = plan_sweep(spec)
+        check_repeats(plan, args.repeat)
+        print(format_plan(plan))
+        for mux, sparsity in args.repeat:
+            print(f"and one more training of N={mux}, s={sparsity:g} with the next seed (every stage trained again)")
         return 0
     if args.remeasure:
         from autoprumux.sweep.engine import remeasure_sweep
@@ -162,7 +169,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     from autoprumux.sweep.engine import run_sweep
 
-    summary = run_sweep(spec, workers=args.workers, device=args.device, progress=print)
+    summary = run_sweep(spec, workers=args.workers, device=args.device, progress=print, repeats=tuple(args.repeat))
     print(summary)
     return 0
 
@@ -262,6 +269,7 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
         relative=args.relative,
         mux_choices=args.mux_choices,
         sparsity_choices=args.sparsity_choices,
+        repeats=not args.new_only,
     )
     return _print_meta(args, [*notes, status], format_suggestions(sug), sug.to_dict())
 
@@ -357,6 +365,8 @@ def _add_sweep_commands(sub) -> None:
     p.add_argument("--storage", help="Optuna storage URL (default: the spec's, else sqlite in results/)")
     p.add_argument("--device", help="cpu or cuda (default: one GPU per worker when GPUs exist)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (trials and stages) and exit")
+    p.add_argument("--repeat", type=_grid_point, action="append", default=[], metavar="N,S",
+                   help="train this grid point once more, with the next seed (what `suggest` marks 'again'); repeatable")
     p.set_defaults(handler=_cmd_sweep)
 
     p = sub.add_parser("worker", help="join a sweep from another process or machine")
@@ -388,6 +398,14 @@ def _number_list(flag: str, kind: type, example: str) -> Callable[[str], list]:
             raise _UsageError(f"{flag} = {value!r} is invalid; expected a comma-separated list like {example}") from None
 
     return parse
+
+
+def _grid_point(value: str) -> tuple[int, float]:
+    try:
+        mux, sparsity = value.split(",")
+        return int(mux), float(sparsity)
+    except ValueError:
+        raise _UsageError(f"--repeat {value!r} is invalid; expected a grid point N,s like 4,0.8") from None
 
 
 def _float(flag: str, example: str) -> Callable[[str], float]:
@@ -438,6 +456,8 @@ def _add_meta_commands(sub) -> None:
     p = sub.add_parser("suggest", help="the next configurations worth training")
     p.add_argument("--budget", required=True, help="accuracy loss allowed: 3%% or 0.03")
     p.add_argument("--n", type=_positive_int("--n"), default=3, help="how many (default 3)")
+    p.add_argument("--new-only", action="store_true",
+                   help="only configurations never measured (no repeat of a measured one with another seed)")
     _add_budget_options(p, table_help)
     for flag, parse, text in choices:
         p.add_argument(flag, type=parse, help=text)

@@ -99,7 +99,9 @@ def suggest_order(sweep: Sweep, budget, rng, repeats: bool = True):
                       mux_choices=sorted(set(sweep.grid["mux"])), sparsity_choices=sorted(set(sweep.grid["sparsity"])))  # fmt: skip
         picks = [grid_index(sweep.grid, s.mux, s.sparsity) for s in sug.suggestions]
         picks = [p for p in dict.fromkeys(picks) if measured.count(p) < REPEATS]  # a repeat is the next seed
-        return picks or _random(sweep, measured, batch, rng)
+        # fewer than `batch` (a repeat past REPEATS, or nothing left to suggest): random ones fill in,
+        # so every order adds the same number of trainings per step
+        return picks + _random(sweep, measured + picks, batch - len(picks), rng)
 
     return step
 

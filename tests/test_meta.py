@@ -344,7 +344,7 @@ def test_another_measurement_certifies_a_repeat_less_often_the_more_it_was_measu
     assert p[4] == 0
 
 
-def test_suggest_proposes_measuring_again_a_fast_configuration_measured_just_under_the_floor():
+def test_suggest_proposes_measuring_again_a_fast_configuration_measured_just_under_the_floor(tmp_path, capsys):
     # a smooth surface, training noise (0.4 points) beyond a small binomial error (a dev set of
     # tens of thousands), floor 0.835: the fastest
     # configuration within it (N = 8, s = 0.5, truly 0.840) measured 0.4 points under the floor by
@@ -371,6 +371,14 @@ def test_suggest_proposes_measuring_again_a_fast_configuration_measured_just_und
     assert [(s.mux, s.sparsity) for s in again] == [point]
     assert again[0].expected_gain > 0 and "another seed" in again[0].reason
     assert "again, another seed" in format_suggestions(sug)
+    assert "autoprumux sweep SPEC --repeat 8,0.5 " in format_suggestions(sug)
+    # the command line says the same, and --new-only leaves the repeat out
+    path = tmp_path / "trials.csv"
+    table.to_csv(path, index=False)
+    code, out, _ = _run(capsys, "suggest", "--budget", str(budget), "--n", "3", "--results", str(path), "--json")
+    assert code == 0 and [(s["mux"], s["sparsity"]) for s in json.loads(out)["suggestions"] if s["repeat"]] == [point]
+    code, out, _ = _run(capsys, "suggest", "--budget", str(budget), "--results", str(path), "--json", "--new-only")
+    assert code == 0 and not [s for s in json.loads(out)["suggestions"] if s["repeat"]]
 
 
 def test_suggestions_are_distinct_explained_and_flag_repeats(fitted):

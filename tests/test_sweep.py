@@ -192,6 +192,35 @@ def test_sweep_completes_resumes_and_never_reruns(tmp_path):
     assert read_table(spec.table_path).throughput.tolist() == pytest.approx(again.throughput.tolist())
 
 
+def test_a_repeat_trains_a_grid_point_again_with_the_next_seed_once(tmp_path, capsys):
+    spec_path = write_spec(tmp_path, "rep")
+    spec = load_spec(spec_path)
+    # a point outside the grid: one line, exit 2, nothing created or queued
+    assert main(["sweep", str(spec_path), "--repeat", "4,0.5"]) == 2
+    assert "--repeat 4,0.5 is not a point of the grid" in capsys.readouterr().err
+    assert not sweep_status(spec).started
+    run_sweep(spec)
+    built = stage_counts(spec.artifacts_path).built
+    # (2, 0.5) once more: its trial trains every stage again with seed 1 (the spec's 0 + 1)
+    assert main(["sweep", str(spec_path), "--repeat", "2,0.5"]) == 0
+    table = read_table(spec.table_path)
+    assert len(table) == 5 and set(table.status) == {"COMPLETE"}
+    repeat = table[(table.mux == 2) & (table.sparsity_target == 0.5)].sort_values("seed")
+    assert repeat.seed.tolist() == [0, 1] and repeat.checkpoint.nunique() == 2
+    chain = next(t.stages for t in plan_sweep(spec).trials if (t.mux, t.sparsity) == (2, 0.5))
+    assert stage_counts(spec.artifacts_path).built - built == len(chain)
+    assert "5 grid points (1 of them a repeat" in format_status(sweep_status(spec))
+    # resuming queues nothing; asking again queues the next seed
+    assert run_sweep(spec).queued == 0 and len(load_study(spec).trials) == 5
+    study, _, queued = prepare_sweep(spec, ((2, 0.5), (1, 0.0)))
+    assert queued == [(2, 0.5, 2), (1, 0.0, 1)]
+    # the performance models see the point twice, its mean measured once (one dev set)
+    from autoprumux.meta.results import load_results
+
+    configs = load_results(spec.table_path).configurations.set_index(["mux", "sparsity"])
+    assert configs.loc[(2, 0.5), "repeats"] == 2 and configs.loc[(1, 0.5), "repeats"] == 1
+
+
 def test_two_workers_complete_the_grid_without_duplicates(tmp_path):
     spec = load_spec(write_spec(tmp_path, "two"))
     summary = run_sweep(spec, workers=2)

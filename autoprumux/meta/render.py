@@ -128,6 +128,10 @@ def format_suggestions(sug: Suggestions) -> str:
     lines += [f"{i}. N={s.mux}, s={s.sparsity:.2f}: {s.reason}" for i, s in enumerate(sug.suggestions, 1)]
     if not sug.suggestions:
         lines.append("every candidate configuration has been measured already")
+    again = [s for s in sug.suggestions if s.repeat]
+    if again:
+        points = " ".join(f"--repeat {s.mux},{s.sparsity:g}" for s in again)
+        lines += ["", f"to train the repeats: autoprumux sweep SPEC {points} (each with the next seed)"]
     return "\n".join(lines)
 
 

@@ -41,7 +41,9 @@ from autoprumux.sweep.study import (
     load_sweep_study,
     point_state,
     queue_missing_points,
-    trials_by_point,
+    check_repeats,
+    queue_repeats,
+    trials_by_replica,
 )
 from autoprumux.sweep.worker import (
     Pipeline,
@@ -65,13 +67,13 @@ def _quiet_optuna() -> None:
 
 @dataclass(frozen=True)
 class SweepStatus:
-    """Where a sweep stands, counted per grid point (a retried point counts once)."""
+    """Where a sweep stands, counted per grid point and repeat of one (a retried point counts once)."""
 
     name: str
     storage: str  # URL, password redacted
     table_path: Path
     started: bool
-    points: int  # grid points of the spec plus any other point the study holds
+    points: int  # grid points of the spec plus any other point the study holds, and repeats
     done: int
     running: int
     waiting: int
@@ -81,12 +83,13 @@ class SweepStatus:
     running_trials: tuple[str, ...] = ()  # one line each: point, worker, stage and progress
     stages_built: int = 0
     stages_reused: int = 0
+    repeats: int = 0  # of `points`: repeats of a grid point (`sweep --repeat`)
 
 
 def sweep_status(spec: SweepSpec) -> SweepStatus:
     """Count the sweep's grid points by state, without changing anything."""
     _quiet_optuna()
-    planned = {(t.mux, round(t.sparsity, 6)) for t in plan_sweep(spec).trials}
+    planned = {(t.mux, round(t.sparsity, 6), 0) for t in plan_sweep(spec).trials}
     counts = stage_counts(spec.artifacts_path)
     common = dict(
         name=spec.name,
@@ -104,8 +107,9 @@ def sweep_status(spec: SweepSpec) -> SweepStatus:
     except SweepNotStarted:
         return not_started
     study = load_sweep_study(spec, storage)
-    groups = trials_by_point(study)
+    groups = trials_by_replica(study)
     states = Counter(point_state(p, groups.get(p, [])).state for p in planned | set(groups))
+    repeats = sum(1 for p in groups if p[2] > 0)
     trials = Counter(t.state.name for t in study.get_trials(deepcopy=False))
     return SweepStatus(
         **common,
@@ -118,6 +122,7 @@ def sweep_status(spec: SweepSpec) -> SweepStatus:
         failed=states["FAIL"],
         not_queued=states[None],
         trials=dict(trials),
+        repeats=repeats,
     )
 
 
@@ -135,9 +140,16 @@ def _not_found(name: str, storage: str) -> str:
     return f"the storage holds no study named {name!r}"  # or no Optuna tables at all
 
 
+def _points(status: SweepStatus) -> str:
+    """'20 grid points', with how many of them are repeats (another seed of a point) when any are."""
+    if not status.repeats:
+        return f"{status.points} grid points"
+    return f"{status.points} grid points ({status.repeats} of them {'a repeat' if status.repeats == 1 else 'repeats'}: another seed)"
+
+
 def format_status(status: SweepStatus) -> str:
     """A few readable lines of a `SweepStatus`."""
-    head = f"sweep {status.name!r} ({status.storage}): {status.points} grid points"
+    head = f"sweep {status.name!r} ({status.storage}): {_points(status)}"
     if not status.started:
         return f"{head}, not started: {_not_found(status.name, status.storage)}\ntable: {status.table_path}"
     trials = ", ".join(f"{n} {s.lower()}" for s, n in sorted(status.trials.items()))
@@ -172,7 +184,7 @@ class SweepSummary:
         s = self.status
         crashed = [c for c in self.worker_exit_codes if c != 0]
         lines = [
-            f"sweep {s.name!r}: {s.done}/{s.points} grid points done, {s.failed} failed, "
+            f"sweep {s.name!r}: {s.done}/{_points(s)} done, {s.failed} failed, "
             f"{s.running + s.waiting} left, in {self.wall_s:.0f} s with {self.workers} worker(s)",
             f"stages: {s.stages_built} trained, {s.stages_reused} reused from cache",
             f"table: {s.table_path}",
@@ -273,17 +285,21 @@ def _warn_if_busy(report: Reporter) -> None:
                "(`sweep --remeasure` on a quiet machine measures them again)")
 
 
-def prepare_sweep(spec: SweepSpec) -> tuple[optuna.Study, object, list[tuple[int, float]]]:
-    """Create or load the sweep's study, fail dead workers' trials and queue unfinished grid points.
+def prepare_sweep(
+    spec: SweepSpec, repeats: tuple[tuple[int, float], ...] = ()
+) -> tuple[optuna.Study, object, list[tuple[int, float, int]]]:
+    """Create or load the sweep's study, fail dead workers' trials, queue unfinished grid points
+    and one more training of each point in `repeats` (`queue_repeats`).
 
-    Returns the study, its storage and the points queued now. This is the only place that queues.
+    Returns the study, its storage and the (N, s, repeat) queued now. This is the only place that queues.
     """
     _quiet_optuna()
     with storage_lock(spec.storage_url):  # sweeps started together create and queue once
         storage = open_storage(spec.storage_url, spec.workers, create=True)
         study = create_sweep_study(spec, storage)
         fail_dead_workers_trials(study)
-        queued = queue_missing_points(study, plan_sweep(spec))
+        plan = plan_sweep(spec)
+        queued = queue_missing_points(study, plan) + queue_repeats(study, plan, list(repeats))
     return study, storage, queued
 
 
@@ -294,8 +310,10 @@ def run_sweep(
     device: str | None = None,
     progress: Reporter | None = None,
     pipeline: Pipeline | None = None,
+    repeats: tuple[tuple[int, float], ...] = (),
 ) -> SweepSummary:
-    """Run or resume a sweep: create/load its study, queue the unfinished grid points, work them off.
+    """Run or resume a sweep: create/load its study, queue the unfinished grid points and one more
+    training of each point in `repeats` (with the next seed), work them off.
 
     `workers` > 1 starts that many local worker processes (see `local_workers`); 1 works in this
     process. `pipeline` replaces `autoprumux.train.pipeline.train_configuration` (same signature;
@@ -305,16 +323,17 @@ def run_sweep(
     """
     report = progress or _quiet
     start = time.monotonic()
+    check_repeats(plan_sweep(spec), list(repeats))  # before anything is created or queued
     if not sweep_status(spec).started:  # say so before anything trains: a mistyped --storage lands here
         report(
             f"starting a NEW sweep {spec.name!r}: {_not_found(spec.name, redact_url(spec.storage_url))}, "
             "so it is created there and every grid point runs from the start"
         )
     _warn_if_busy(report)
-    study, storage, queued = prepare_sweep(spec)
+    study, storage, queued = prepare_sweep(spec, repeats)
     before = sweep_status(spec)
     report(
-        f"sweep {spec.name!r}: {before.points} grid points, {before.done} already done, "
+        f"sweep {spec.name!r}: {_points(before)}, {before.done} already done, "
         f"{len(queued)} queued now; storage {before.storage}"
     )
     exit_codes: tuple[int, ...] = ()

@@ -1,4 +1,5 @@
-"""The study -> the results table (`results/<sweep>/trials.csv`), one row per grid point.
+"""The study -> the results table (`results/<sweep>/trials.csv`), one row per grid point and per
+repeat of one (another seed: `sweep --repeat`).
 
 A point's row is its finished trial; without one, its running, waiting or (last) failed trial,
 so a failed point keeps its error message until a retry finishes it. Retried trials are new trial
@@ -17,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autoprumux.spec import SweepSpec
 from autoprumux.sweep.remeasure import apply_remeasured
-from autoprumux.sweep.study import OBJECTIVES, retried_from, trials_by_point
+from autoprumux.sweep.study import OBJECTIVES, repeat_of, retried_from, trials_by_replica
 from autoprumux.table import COLUMNS, rows_to_frame, write_table
 
 EXTRA_COLUMNS = ("family", "retry_of", "error")
@@ -48,7 +49,7 @@ def trial_row(spec: SweepSpec, trial: FrozenTrial) -> dict:
         sweep=spec.name,
         task=attrs.get("task", spec.training.task),
         model=attrs.get("model", spec.training.model),
-        seed=attrs.get("seed", spec.training.seed),
+        seed=attrs.get("seed", spec.training.seed + repeat_of(trial)),
         mux=int(trial.params["mux"]),
         sparsity_target=float(trial.params["sparsity"]),
         status=trial.state.name,
@@ -70,8 +71,9 @@ def trial_row(spec: SweepSpec, trial: FrozenTrial) -> dict:
 
 
 def results_frame(spec: SweepSpec, study: optuna.Study) -> pd.DataFrame:
-    """The results table of a study as a DataFrame, one row per grid point, sorted by (N, s)."""
-    groups = trials_by_point(study)
+    """The results table of a study as a DataFrame, one row per grid point and repeat, sorted by
+    (N, s, repeat)."""
+    groups = trials_by_replica(study)
     rows = [trial_row(spec, representative_trial(groups[point])) for point in sorted(groups)]
     frame = apply_remeasured(spec, rows_to_frame(rows))
     for name in (*COLUMNS, *EXTRA_COLUMNS):

@@ -5,6 +5,11 @@ One study per sweep (named after the spec), two objectives maximised: validation
 point is a trial whose params are `mux` and `sparsity`. Only `autoprumux sweep` queues points
 (`queue_missing_points`), and only points that have no finished, running or waiting trial, so
 running it again never duplicates or reruns work; workers only claim (`claim_next_trial`).
+
+A grid point can also be trained again with another seed (`sweep --repeat`, `queue_repeats`):
+repeat r of a point is a trial with the user attribute `ATTR_REPEAT` = r that trains with the
+spec's seed + r. A trial's `Replica` is (N, s, r), r = 0 for the grid's own; each replica is
+done once, as each point was before repeats existed.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from autoprumux.sweep.storage import redact_url
 
 OBJECTIVES = ("accuracy", "throughput")
 ATTR_TRAINING = "autoprumux.training"  # study user attr: the training settings every trial uses
-ATTR_QUEUED = "autoprumux.queued"  # study user attr: [[mux, sparsity], ...] ever queued
+ATTR_QUEUED = "autoprumux.queued"  # study user attr: [[mux, sparsity], ...] ever queued ([mux, s, r] for a repeat)
+ATTR_REPEAT = "autoprumux.repeat"  # trial user attr: r of a repeat (absent on the grid's own trials)
 DISTRIBUTIONS = {"mux": IntDistribution(1, 1024), "sparsity": FloatDistribution(0.0, 1.0)}
 
 Point = tuple[int, float]
+Replica = tuple[int, float, int]  # (N, s, r): repeat r of a grid point trains with the spec's seed + r
 
 
 def point_of(trial: FrozenTrial) -> Point | None:
@@ -111,21 +118,32 @@ def load_sweep_study(spec: SweepSpec, storage) -> optuna.Study:
     return study
 
 
-def trials_by_point(study: optuna.Study) -> dict[Point, list[FrozenTrial]]:
-    """Every autoprumux trial of the study grouped by grid point, in trial-number order."""
-    groups: dict[Point, list[FrozenTrial]] = defaultdict(list)
+def repeat_of(trial: FrozenTrial) -> int:
+    """r of a trial: 0 for the grid's own training of its point, r >= 1 for its r-th repeat."""
+    return int(trial.user_attrs.get(ATTR_REPEAT, 0))
+
+
+def replica_of(trial: FrozenTrial) -> Replica | None:
+    """(N, s, r) of a trial (None for a trial not made by autoprumux)."""
+    point = point_of(trial)
+    return None if point is None else (*point, repeat_of(trial))
+
+
+def trials_by_replica(study: optuna.Study) -> dict[Replica, list[FrozenTrial]]:
+    """Every autoprumux trial of the study grouped by (N, s, r), in trial-number order."""
+    groups: dict[Replica, list[FrozenTrial]] = defaultdict(list)
     for trial in study.get_trials(deepcopy=False):
-        point = point_of(trial)
-        if point is not None:
-            groups[point].append(trial)
+        replica = replica_of(trial)
+        if replica is not None:
+            groups[replica].append(trial)
     return dict(groups)
 
 
 @dataclass(frozen=True)
 class PointState:
-    """Where one grid point stands: COMPLETE, RUNNING, WAITING, FAIL, or None (never queued)."""
+    """Where one replica of a grid point stands: COMPLETE, RUNNING, WAITING, FAIL, or None (never queued)."""
 
-    point: Point
+    point: Replica
     state: str | None
     trials: tuple[FrozenTrial, ...]
 
@@ -133,7 +151,7 @@ class PointState:
 _PRIORITY = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL)
 
 
-def point_state(point: Point, trials: list[FrozenTrial]) -> PointState:
+def point_state(point: Replica, trials: list[FrozenTrial]) -> PointState:
     """A point is done when any of its trials completed; else running, waiting, failed."""
     for state in _PRIORITY:
         if any(t.state == state for t in trials):
@@ -141,30 +159,68 @@ def point_state(point: Point, trials: list[FrozenTrial]) -> PointState:
     return PointState(point, None, tuple(trials))
 
 
-def queue_missing_points(study: optuna.Study, plan: SweepPlan) -> list[Point]:
-    """Queue (as WAITING trials) every planned point with no complete, running or waiting trial.
+def queue_missing_points(study: optuna.Study, plan: SweepPlan) -> list[Replica]:
+    """Queue (as WAITING trials) every planned point with no complete, running or waiting trial,
+    and every repeat queued before whose trials all failed.
 
     Failed points are queued again: running a sweep again retries what failed. Returns the
-    points queued, in plan order (s = 0 first, so teachers are trained before they are needed).
+    replicas queued, in plan order (s = 0 first, so teachers are trained before they are needed).
     """
-    groups = trials_by_point(study)
-    queued: list[Point] = []
-    for planned in plan.trials:
-        point = (planned.mux, round(planned.sparsity, 6))
-        if point_state(point, groups.get(point, [])).state in (None, TrialState.FAIL.name):
-            study.add_trial(
-                optuna.trial.create_trial(
-                    state=TrialState.WAITING,
-                    params={"mux": point[0], "sparsity": point[1]},
-                    distributions=dict(DISTRIBUTIONS),
-                    user_attrs={"family": planned.family},
-                )
-            )
-            queued.append(point)
-    if queued:
-        history = study.user_attrs.get(ATTR_QUEUED, [])
-        study.set_user_attr(ATTR_QUEUED, history + [list(p) for p in queued])
+    groups = trials_by_replica(study)
+    families = {(t.mux, round(t.sparsity, 6)): t.family for t in plan.trials}
+    wanted = [(*point, 0) for point in families] + sorted(r for r in groups if r[2] > 0)
+    queued = [
+        replica for replica in wanted
+        if point_state(replica, groups.get(replica, [])).state in (None, TrialState.FAIL.name)
+    ]  # fmt: skip
+    _queue(study, queued, families)
     return queued
+
+
+def queue_repeats(study: optuna.Study, plan: SweepPlan, points: list[Point]) -> list[Replica]:
+    """Queue one more training of each grid point in `points` (a point twice: two more), each the
+    next repeat of its point (r = 1 + the highest r its trials have), so it trains with the next
+    seed. Raises SpecError for a point that is not in the grid (`check_repeats`)."""
+    check_repeats(plan, points)
+    families = {(t.mux, round(t.sparsity, 6)): t.family for t in plan.trials}
+    highest = defaultdict(int)
+    for mux, sparsity, r in trials_by_replica(study):
+        highest[(mux, sparsity)] = max(highest[(mux, sparsity)], r)
+    queued = []
+    for mux, sparsity in points:
+        point = (mux, round(sparsity, 6))
+        highest[point] += 1
+        queued.append((*point, highest[point]))
+    _queue(study, queued, families)
+    return queued
+
+
+def check_repeats(plan: SweepPlan, points: list[Point]) -> None:
+    """SpecError unless every point of `points` is a point of the plan's grid."""
+    grid = {(t.mux, round(t.sparsity, 6)) for t in plan.trials}
+    for mux, sparsity in points:
+        if (mux, round(sparsity, 6)) not in grid:
+            mux_values = ",".join(str(n) for n in sorted({n for n, _ in grid}))
+            sparsities = ",".join(f"{v:g}" for v in sorted({v for _, v in grid}))
+            raise SpecError(
+                f"--repeat {mux},{sparsity:g} is not a point of the grid of sweep {plan.spec.name!r} (N in {mux_values}; "
+                f"s in {sparsities}); add it to the spec's [grid] to train it a first time"
+            )
+
+
+def _queue(study: optuna.Study, replicas: list[Replica], families: dict[Point, str]) -> None:
+    for mux, sparsity, r in replicas:
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params={"mux": mux, "sparsity": sparsity},
+                distributions=dict(DISTRIBUTIONS),
+                user_attrs={"family": families.get((mux, sparsity)), **({ATTR_REPEAT: r} if r else {})},
+            )
+        )
+    if replicas:
+        history = study.user_attrs.get(ATTR_QUEUED, [])
+        study.set_user_attr(ATTR_QUEUED, history + [[m, s, r] if r else [m, s] for m, s, r in replicas])
 
 
 def claim_next_trial(study: optuna.Study, storage) -> optuna.Trial | None:
@@ -193,9 +249,9 @@ def claim_next_trial(study: optuna.Study, storage) -> optuna.Trial | None:
     return None
 
 
-def duplicate_of(study: optuna.Study, number: int, point: Point) -> FrozenTrial | None:
-    """Another trial that already covers trial `number`'s grid point: complete, or running and older."""
-    for other in trials_by_point(study).get(point, []):
+def duplicate_of(study: optuna.Study, number: int, replica: Replica) -> FrozenTrial | None:
+    """Another trial that already covers trial `number`'s replica: complete, or running and older."""
+    for other in trials_by_replica(study).get(replica, []):
         if other.number == number:
             continue
         if other.state == TrialState.COMPLETE or (other.state == TrialState.RUNNING and other.number < number):

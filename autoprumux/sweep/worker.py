@@ -24,7 +24,7 @@ import traceback
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import optuna
@@ -35,7 +35,7 @@ from autoprumux.spec import SweepSpec
 from autoprumux.sweep.export import export_table
 from autoprumux.sweep.storage import set_trial_user_attr_once
 from autoprumux.sweep.store import StageStore
-from autoprumux.sweep.study import OBJECTIVES, claim_next_trial, duplicate_of, requeue, retried_from
+from autoprumux.sweep.study import OBJECTIVES, claim_next_trial, duplicate_of, repeat_of, requeue, retried_from
 from autoprumux.table import write_text
 
 METRICS_FILE = "metrics.json"  # what `autoprumux train` writes, and what a worker writes if a pipeline did not
@@ -205,9 +205,12 @@ def run_trial(
     report: Reporter,
 ) -> str:
     """Run one claimed trial to the end; returns its final state name (COMPLETE, FAIL, SKIPPED)."""
-    mux, sparsity = int(trial.params["mux"]), float(trial.params["sparsity"])
-    label = f"trial {trial.number} (N={mux}, s={sparsity:g})"
-    other = duplicate_of(study, trial.number, (mux, round(sparsity, 6)))
+    mux, sparsity, repeat = int(trial.params["mux"]), float(trial.params["sparsity"]), repeat_of(trial)
+    # repeat r of a point trains every stage again with the spec's seed + r
+    training = replace(spec.training, seed=spec.training.seed + repeat) if repeat else spec.training
+    seeded = f", seed {training.seed}" if repeat else ""
+    label = f"trial {trial.number} (N={mux}, s={sparsity:g}{seeded})"
+    other = duplicate_of(study, trial.number, (mux, round(sparsity, 6), repeat))
     if other is not None:
         _fail(study, trial, f"duplicate of trial {other.number} ({other.state.name}); not run", skipped=True)
         report(f"{label} skipped: trial {other.number} covers this point")
@@ -216,7 +219,7 @@ def run_trial(
     if recorded is not None:
         report(f"{label}: the attempt it retries had finished ({trial.user_attrs['run_dir']}); reporting that result")
         return _tell_finished(study, trial, *recorded, label=label, started=time.monotonic(), report=report)
-    out_dir = spec.results_path / "trials" / f"{trial.number:04d}-N{mux}-s{sparsity:g}"
+    out_dir = spec.results_path / "trials" / f"{trial.number:04d}-N{mux}-s{sparsity:g}{f'-seed{training.seed}' if repeat else ''}"
     for stale in ("error", "traceback"):  # a retry starts with a copy of the failed trial's attributes
         if trial.user_attrs.get(stale) is not None:
             trial.set_user_attr(stale, None)
@@ -226,7 +229,7 @@ def run_trial(
     start = time.monotonic()
     with _heartbeat(storage, trial._trial_id, label, report):
         try:
-            raw = pipeline(spec.training, mux, sparsity, Path(out_dir), device=device, store=store, progress=False)
+            raw = pipeline(training, mux, sparsity, Path(out_dir), device=device, store=store, progress=False)
             metrics = _jsonable(raw)
             values = _objective_values(metrics)
             if not (out_dir / METRICS_FILE).is_file():  # the result is on disk before the study hears of it
