@@ -161,7 +161,7 @@ def test_a_fully_pruned_encoder_is_modelled_at_the_feature_ceiling():
 
 
 def test_measurement_error_comes_from_eval_examples():
-    table = synthetic_table(mux=(1, 2), sparsity=(0.0, 0.5), repeats=2)
+    table = synthetic_table(mux=(1, 2), sparsity=(0.0, 0.5), repeats=2, accuracy_noise=0.01, seed=3)
     assert results_from_frame(table).configurations["accuracy_se"].isna().all()
     table["eval_examples"] = 1000
     results = results_from_frame(table)
@@ -170,8 +170,14 @@ def test_measurement_error_comes_from_eval_examples():
     variance = (p * (1 - p) / 1002).groupby([rows["mux"], rows["config_sparsity"]]).mean().to_numpy()
     # two repeats on one dev set share its sampling error: their mean keeps it (not divided by 2)
     assert np.allclose(results.configurations["accuracy_se"], np.sqrt(variance))
-    # the models treat rows as independent, so each of the 2 carries twice its own variance
-    assert np.allclose(results.accuracy_variance, 2 * p * (1 - p) / 1002)
+    # the models see one row per configuration: that variance once, plus the spread of the
+    # repeats around their mean (a training seed's variance, pooled) over the 2 of them
+    X, y, known, _ = results.accuracy_data()
+    mean = rows.groupby(["mux", "config_sparsity"])["accuracy"].transform("mean")
+    seed = float(((rows["accuracy"] - mean) ** 2).sum() / (len(rows) - len(y)))
+    assert results.seed_variance == pytest.approx(seed) and seed > 0
+    assert len(y) == 4 and np.allclose(known, variance + seed / 2)
+    assert np.allclose(y, results.configurations["accuracy"])
 
 
 def test_measured_configurations_with_a_known_error_are_estimated_by_the_measurement():
@@ -379,6 +385,16 @@ def test_suggest_proposes_measuring_again_a_fast_configuration_measured_just_und
     assert code == 0 and [(s["mux"], s["sparsity"]) for s in json.loads(out)["suggestions"] if s["repeat"]] == [point]
     code, out, _ = _run(capsys, "suggest", "--budget", str(budget), "--results", str(path), "--json", "--new-only")
     assert code == 0 and not [s for s in json.loads(out)["suggestions"] if s["repeat"]]
+    # a repeat that measures the same accuracy again (no training-seed noise after all) tells the
+    # models nothing new: the point's posterior does not tighten, and no further repeat is proposed
+    again_table = pd.concat([table.assign(seed=0), table.loc[[fastest]].assign(seed=1)], ignore_index=True)
+    twice = results_from_frame(again_table)
+    assert twice.seed_variance == 0
+    X = np.array([point], float)
+    once_std = fit_performance_models(results).predict(X)["accuracy_std"][0]
+    twice_std = fit_performance_models(twice).predict(X)["accuracy_std"][0]
+    assert twice_std == pytest.approx(once_std, rel=0.05)
+    assert not [s for s in suggest(twice, budget, n=3).suggestions if s.repeat]
 
 
 def test_suggestions_are_distinct_explained_and_flag_repeats(fitted):

@@ -52,7 +52,7 @@ def test_a_width_that_never_trained_is_detected_excluded_and_warned_about():
     dead = case.surface.dead_mux
     assert set(results.configurations.loc[results.configurations["collapsed"], "mux"]) == {dead}
     models = fit_performance_models(results)
-    assert not np.any(models.X[models.accuracy_rows][:, 0] == dead)  # left out of the smooth fit
+    assert not np.any(models.accuracy_X[:, 0] == dead)  # left out of the smooth fit
     for budget in (0.01, 0.03, 0.05):
         rec = recommend(results, budget, models=models, **_choices(case))
         assert rec.recommendation.mux != dead
@@ -113,7 +113,7 @@ def test_with_the_residual_gp_the_std_is_that_of_a_gp_with_the_trend_as_explicit
     # B h(x)'h(x') with B -> infinity, which this test computes directly.
     case = make_case("smooth", 3, noise="binomial")
     results = results_from_frame(case.table)
-    X, y, known = results.features, results.rows["accuracy"].to_numpy(), results.accuracy_variance
+    X, y, known, _ = results.accuracy_data()
     first = MonotoneGPModel().fit(X, y, noise_variance=known)
     model = MonotoneGPModel(fixed_powers=tuple(first.trend_powers_), fixed_kernel=first.gp_.kernel_)
     model.fit(X, y, noise_variance=known)
@@ -291,9 +291,8 @@ def test_training_noise_keeps_the_case_and_is_fitted_as_noise_beyond_the_binomia
         assert not np.allclose(plain.table["accuracy"], noisy.table["accuracy"])
         for case in (plain, noisy):
             results = results_from_frame(case.table)
-            model = MonotoneGPModel(residual_gp=False).fit(
-                results.features, results.rows["accuracy"], noise_variance=results.accuracy_variance
-            )
+            X, y, known, _ = results.accuracy_data()
+            model = MonotoneGPModel(residual_gp=False).fit(X, y, noise_variance=known)
             excess[case.training_noise].append(model.noise_)
     assert np.sqrt(np.mean(excess[0.0])) < 0.5 * tau  # the binomial part is known, not excess
     assert 0.5 * tau < np.sqrt(np.mean(excess[tau])) < 1.5 * tau

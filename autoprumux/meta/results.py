@@ -64,16 +64,37 @@ class Results:
         return np.array([k in keys for k in pairs], dtype=bool)
 
     @property
-    def accuracy_variance(self) -> np.ndarray:
-        """Each row's binomial measurement variance as the models weigh it (NaN without
-        `eval_examples`). Repeats (seeds) of one configuration are evaluated on one dev set, so
-        their sampling errors are one error, which averaging does not shrink; the models treat
-        rows as independent, so each of k repeats carries k times its own variance, and their
-        mean carries it once. What repeats do average away is the training noise beyond it."""
-        examples = self.rows["eval_examples"] if "eval_examples" in self.rows.columns else np.nan
-        variance = measurement_variance(self.rows["accuracy"], pd.Series(examples, self.rows.index))
-        repeats = self.rows.groupby(["mux", "config_sparsity"])["accuracy"].transform("size")
-        return (variance * repeats).to_numpy(float)
+    def seed_variance(self) -> float:
+        """The variance a training seed adds to an accuracy, pooled over the configurations
+        measured more than once (one-way analysis of variance: the spread of repeats around
+        their configuration's mean); NaN when no configuration was. Repeats are evaluated on one
+        dev set, so their spread holds no binomial error: this is the part that averaging over
+        repeats removes."""
+        trained = self.rows[~self.collapsed_rows]
+        by_config = trained.groupby(["mux", "config_sparsity"])["accuracy"]
+        spread = (trained["accuracy"] - by_config.transform("mean")) ** 2
+        dof = int((by_config.size() - 1).sum())
+        return float(spread.sum() / dof) if dof > 0 else float("nan")
+
+    def accuracy_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+        """What the accuracy models are fitted on: one row per configuration that is not
+        collapsed, as features [mux, mean measured sparsity], the mean accuracy of its repeats,
+        the variance of that mean as far as the table knows it, and those configurations.
+
+        The variance is the binomial one (from `eval_examples`; repeats on one dev set share it,
+        so it counts once however many there are) plus `seed_variance` / repeats. A model adds
+        the noise beyond it that it fits (with one measurement per configuration, all of the
+        training-seed noise). NaN where neither part is known."""
+        configs = self.configurations[~self.configurations["collapsed"]].reset_index(drop=True)
+        X = configs[["mux", "feature_sparsity"]].to_numpy(dtype=float)
+        trained = self.rows[~self.collapsed_rows]
+        variance = _row_variance(trained).groupby([trained["mux"], trained["config_sparsity"]], sort=True)
+        binomial = variance.mean().to_numpy(float, copy=True)  # NaN (skipped) only where no repeat knows it
+        binomial[variance.count().to_numpy() < variance.size().to_numpy()] = np.nan
+        seed = self.seed_variance
+        if np.isfinite(seed):
+            binomial = np.nan_to_num(binomial) + seed / configs["repeats"].to_numpy(float)
+        return X, configs["accuracy"].to_numpy(float), binomial, configs
 
     @property
     def flops(self) -> np.ndarray | None:
@@ -183,9 +204,14 @@ def measurement_variance(accuracy: pd.Series, eval_examples: pd.Series) -> pd.Se
     return smoothed * (1.0 - smoothed) / (n + 2.0)
 
 
-def _group_configurations(rows: pd.DataFrame) -> pd.DataFrame:
+def _row_variance(rows: pd.DataFrame) -> pd.Series:
+    """Each row's binomial measurement variance (NaN without `eval_examples`)."""
     eval_examples = rows["eval_examples"] if "eval_examples" in rows.columns else pd.Series(np.nan, rows.index)
-    rows = rows.assign(_variance=measurement_variance(rows["accuracy"], eval_examples))
+    return measurement_variance(rows["accuracy"], eval_examples)
+
+
+def _group_configurations(rows: pd.DataFrame) -> pd.DataFrame:
+    rows = rows.assign(_variance=_row_variance(rows))
     grouped = rows.groupby(["mux", "config_sparsity"], sort=True)
     configurations = grouped.agg(
         feature_sparsity=("sparsity", "mean"),

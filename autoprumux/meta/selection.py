@@ -33,7 +33,7 @@ from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
 from autoprumux.table import write_atomically
 
 MODELS_FILENAME = "performance_models.joblib"
-_FORMAT = 10
+_FORMAT = 11
 #: configurations are dealt into this many folds: each fold hides about a fifth of the table's
 #: configurations at once, as a sweep leaves much of its grid unmeasured (one-out was too kind
 #: to the models: its held-out errors, and so the calibrated bounds, came out too small)
@@ -88,8 +88,9 @@ class FittedModels:
 
     `cv` has one row per (target, model): `error` (accuracy: MAE in points; throughput: MAPE in
     percent), `rmse` (on the modelled scale), `regret` (accuracy: decision regret), `std_scale`
-    and `chosen`. `X` and `y` hold every row; the accuracy model saw the rows in `accuracy_rows`
-    (collapsed ones left out); `fit_params` are each target's extra fit arrays (all rows).
+    and `chosen`. `X` and `y["throughput"]` hold every row; the accuracy model saw one row per
+    configuration that is not collapsed (`accuracy_X`, `y["accuracy"]`: `Results.accuracy_data`);
+    `fit_params` are each target's extra fit arrays, aligned with those.
     """
 
     accuracy: TargetModel
@@ -103,7 +104,7 @@ class FittedModels:
     y: dict[str, np.ndarray] = field(repr=False)
     folds: int = 0  # cross-validation folds (whole configurations held out in each)
     fit_params: dict = field(default_factory=dict, repr=False)
-    accuracy_rows: np.ndarray | None = field(default=None, repr=False)
+    accuracy_X: np.ndarray | None = field(default=None, repr=False)
     collapsed: list = field(default_factory=list)  # (mux, sparsity) of collapsed configurations
     format: int = _FORMAT
     version: str = __version__
@@ -141,12 +142,14 @@ def configuration_folds(results: Results, max_folds: int = CV_FOLDS) -> np.ndarr
     """One fold number per row: its grid point's index (leave-one-configuration-out), or, for
     tables with more than `max_folds` configurations, that index dealt into `max_folds` folds
     (grouped K-fold, deterministic), which keeps fitting time bounded on dense grids."""
-    groups = configuration_groups(results)
-    n_groups = int(groups.max()) + 1
+    return _folds(len(results.configurations), max_folds)[configuration_groups(results)]
+
+
+def _folds(n_groups: int, max_folds: int) -> np.ndarray:
+    """The fold of each configuration (see `configuration_folds`)."""
     if n_groups <= max_folds:
-        return groups
-    order = np.random.default_rng(0).permutation(n_groups)
-    return order[groups] % max_folds
+        return np.arange(n_groups)
+    return np.random.default_rng(0).permutation(n_groups) % max_folds
 
 
 def configuration_groups(results: Results) -> np.ndarray:
@@ -174,12 +177,11 @@ def _cv_row(target, name, y, oof):
 def cross_validated(models: FittedModels, results: Results, target: str) -> tuple[np.ndarray, ...]:
     """(mux, measured, held-out prediction) of each row the chosen `target` model was fitted on,
     with the folds `fit_performance_models` scored it on (targets on their modelled scale)."""
-    rows = models.accuracy_rows if target == "accuracy" else np.ones(len(models.X), dtype=bool)
-    X, y = models.X[rows], models.y[target][rows]
-    params = {k: None if v is None else v[rows] for k, v in models.fit_params[target].items()}
+    X = models.accuracy_X if target == "accuracy" else models.X
+    y, params = models.y[target], models.fit_params[target]
     estimator = getattr(models, target).estimator
-    groups = configuration_folds(results)[rows]
-    oof, _ = _held_out(estimator, X, y, groups, params)
+    folds = _target_data(results, CV_FOLDS)[target][3]
+    oof, _ = _held_out(estimator, X, y, folds, params)
     return X[:, 0].astype(int), y, oof
 
 
@@ -209,18 +211,20 @@ def _score_candidate(target, name, estimator, data, results):
 
 def _target_data(results: Results, max_folds: int) -> dict:
     """Per target: X, y, fit arrays, CV fold of each row, configuration index of each row (0..G-1
-    over the configurations used) and those configurations."""
+    over the configurations used) and those configurations. Accuracy has one row per configuration
+    that is not collapsed (`Results.accuracy_data`), throughput one per table row."""
     groups, folds = configuration_groups(results), configuration_folds(results, max_folds)
-    keep = ~results.collapsed_rows
+    X, y, noise, trained = results.accuracy_data()
+    kept = np.flatnonzero(~results.configurations["collapsed"].to_numpy(bool))
     configs = results.configurations
     return {
         "accuracy": (
-            results.features[keep],
-            results.rows["accuracy"].to_numpy(float)[keep],
-            {"noise_variance": results.accuracy_variance[keep]},
-            folds[keep],
-            np.unique(groups[keep], return_inverse=True)[1],
-            configs[~configs["collapsed"]].reset_index(drop=True),
+            X,
+            y,
+            {"noise_variance": noise},
+            _folds(len(configs), max_folds)[kept],
+            np.arange(len(trained)),
+            trained,
         ),
         "throughput": (
             results.features,
@@ -272,10 +276,10 @@ def fit_performance_models(
         n_rows=len(results.rows),
         n_configurations=len(results.configurations),
         X=results.features,
-        y={"accuracy": results.rows["accuracy"].to_numpy(float), "throughput": data["throughput"][1]},
+        y={"accuracy": data["accuracy"][1], "throughput": data["throughput"][1]},
         folds=int(data["throughput"][3].max()) + 1,
-        fit_params={"accuracy": {"noise_variance": results.accuracy_variance}, "throughput": {"flops": results.flops}},
-        accuracy_rows=~results.collapsed_rows,
+        fit_params={"accuracy": data["accuracy"][2], "throughput": {"flops": results.flops}},
+        accuracy_X=data["accuracy"][0],
         collapsed=[(int(m), float(s)) for m, s in zip(collapsed["mux"], collapsed["sparsity"], strict=True)],
     )
 

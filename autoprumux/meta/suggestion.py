@@ -200,13 +200,13 @@ def _greedy_picks(
     models: FittedModels, candidates, floor, confidence, incumbent, n, results
 ) -> list[Suggestion]:
     picks: list[Suggestion] = []
-    rows = models.accuracy_rows
-    X, y_acc = models.X[rows], models.y["accuracy"][rows]
-    noise = models.fit_params["accuracy"]["noise_variance"][rows]
+    X, y_acc = models.accuracy_X, models.y["accuracy"]
+    noise = models.fit_params["accuracy"]["noise_variance"]
     remaining = candidates.reset_index(drop=True)
     while len(picks) < n and not remaining.empty:
         scored = score_candidates(models, remaining, floor, confidence, results)
-        certified = certification_probability(scored, floor, confidence, repeat_noise(models, noise, scored))
+        noise_again = repeat_noise(models, noise, scored, results.seed_variance)
+        certified = certification_probability(scored, floor, confidence, noise_again)
         score, p_feasible = constrained_expected_improvement(scored, incumbent, certified)
         # a measured configuration is worth a repeat only when `recommend` cannot pick it yet and
         # it would gain something if it could
@@ -231,28 +231,31 @@ def _greedy_picks(
     return picks
 
 
-def repeat_noise(models: FittedModels, known: np.ndarray, scored: pd.DataFrame) -> np.ndarray:
+def repeat_noise(models: FittedModels, known: np.ndarray, scored: pd.DataFrame, seed_variance: float = np.nan) -> np.ndarray:
     """Per candidate, the variance of one more accuracy measurement as information about its true
-    accuracy. Unmeasured: the median of the table's known (binomial) variances plus the accuracy
-    model's fitted noise beyond them, w (all of it where none is known). Measured k times, with
-    binomial variance b: its repeats share one dev set, so their mean has variance b + w/k and one
-    more makes it b + w/(k+1); the equivalent independent measurement is the inverse of that gain
-    in precision (infinite when w = 0: another seed teaches nothing)."""
+    accuracy.
+
+    Unmeasured: the median of the variances the table knows (binomial, and a training seed's) plus
+    the accuracy model's fitted noise beyond them, W (all of it where nothing is known).
+
+    Measured k times: its mean has variance b + s + f/k, with b its binomial variance (its repeats
+    share one dev set: one more does not shrink it), f a training seed's variance and s the rest,
+    which repeats do not average either; one more repeat makes it b + s + f/(k+1), and the
+    equivalent independent measurement is the inverse of that gain in precision (infinite when
+    f = 0: another seed teaches nothing). f is `Results.seed_variance` once some configuration
+    was measured twice, and s is then W; before that, the table cannot tell the two apart, and W
+    is taken as all seed noise, so that a first repeat can find out."""
     known = np.asarray(known, float)
     known = known[np.isfinite(known) & (known > 0)]
     w = float(getattr(models.accuracy.estimator, "noise_", 0.0))
-    if len(known):
-        fresh = float(np.median(known)) + w
-    else:
-        fresh = w or models.accuracy.cv_rmse**2
+    fresh = float(np.median(known)) + w if len(known) else (w or models.accuracy.cv_rmse**2)
     k = np.nan_to_num(scored["measured_repeats"].to_numpy(float)) if "measured_repeats" in scored else np.zeros(len(scored))
     if not k.any():
         return np.full(len(scored), fresh)
-    if not len(known) and not w:  # the model's error is all there is: treat it as training noise
-        w = fresh
-    b = np.nan_to_num(scored["measured_accuracy_se"].to_numpy(float) ** 2)
+    f, s = (seed_variance, w) if np.isfinite(seed_variance) else (w or models.accuracy.cv_rmse**2, 0.0)
+    b = np.nan_to_num(scored["measured_accuracy_se"].to_numpy(float) ** 2) + s
     with np.errstate(divide="ignore"):
-        gain = 1.0 / (b + w / np.maximum(k + 1, 1)) - 1.0 / (b + w / np.maximum(k, 1))
+        gain = 1.0 / (b + f / np.maximum(k + 1, 1)) - 1.0 / (b + f / np.maximum(k, 1))
         again = np.where(gain > 0, 1.0 / np.where(gain > 0, gain, 1.0), np.inf)
     return np.where(k > 0, again, fresh)
 
