@@ -37,11 +37,11 @@ from autoprumux.sweep.provenance import write_provenance
 from autoprumux.sweep.storage import open_storage, redact_url, sqlite_path, storage_lock
 from autoprumux.sweep.store import stage_counts
 from autoprumux.sweep.study import (
+    check_repeats,
     create_sweep_study,
     load_sweep_study,
     point_state,
     queue_missing_points,
-    check_repeats,
     queue_repeats,
     trials_by_replica,
 )

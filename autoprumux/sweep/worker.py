@@ -35,7 +35,14 @@ from autoprumux.spec import SweepSpec
 from autoprumux.sweep.export import export_table
 from autoprumux.sweep.storage import set_trial_user_attr_once
 from autoprumux.sweep.store import StageStore
-from autoprumux.sweep.study import OBJECTIVES, claim_next_trial, duplicate_of, repeat_of, requeue, retried_from
+from autoprumux.sweep.study import (
+    OBJECTIVES,
+    claim_next_trial,
+    duplicate_of,
+    repeat_of,
+    requeue,
+    retried_from,
+)
 from autoprumux.table import write_text
 
 METRICS_FILE = "metrics.json"  # what `autoprumux train` writes, and what a worker writes if a pipeline did not
