@@ -167,8 +167,9 @@ def simulate(case, seed: int, budget: float, batch: int, cap: int) -> pd.DataFra
     floor = accuracy_floor(sweep.results(sweep.start).baseline_accuracy, budget)
     rows = []
     for order in ORDERS:
-        if order.startswith("suggest"):
-            step = suggest_order(sweep, budget, rng, repeats=order == "suggest")
+        if order.startswith("suggest"):  # its own generator for the random fill-ins: the random order's stays its own
+            own = np.random.default_rng([seed, ORDERS.index(order)])
+            step = suggest_order(sweep, budget, own, repeats=order == "suggest")
         elif order == "random":
             step = lambda measured, batch: _random(sweep, measured, batch, rng)  # noqa: E731
         elif order == "full grid":
@@ -275,9 +276,22 @@ def main(argv=None) -> None:
         print("case by case, suggest against each other order:")
         print(head_to_head(got).to_string())
     last = frame.groupby(["case", "order"]).tail(1)
-    spent = last.groupby("order")["repeats"].agg(["mean", lambda v: int((v > 0).sum())]).loc[list(ORDERS)]
-    print(f"repeats (trainings of a configuration measured before) within {args.cap}: mean per case, cases with any")
-    print(spent.set_axis(["mean", "cases"], axis=1).to_string(float_format=lambda v: f"{v:.2f}"))
+    at_cap = last.groupby("order").agg(
+        regret=("regret", "mean"),
+        violations=("regret", lambda v: float((v >= 1).mean())),
+        regret_clear=("regret_clear", "mean"),
+        repeats=("repeats", "mean"),
+        cases_with_repeats=("repeats", lambda v: int((v > 0).sum())),
+    ).loc[list(ORDERS)]
+    print(f"at the end ({args.cap} trainings): mean regret, violation rate, mean regret against the oracle 0.5 "
+          "points clear, and repeats (trainings of a configuration measured before) per case")
+    print(at_cap.to_string(float_format=lambda v: f"{v:.3f}"))
+    wide = last.pivot(index="case", columns="order", values="regret")
+    print("case by case at the end, suggest's regret against each other order's (lower, higher, equal):")
+    print(pd.DataFrame({peer: {"lower": int((wide["suggest"] < wide[peer] - 1e-12).sum()),
+                               "higher": int((wide["suggest"] > wide[peer] + 1e-12).sum()),
+                               "equal": int((abs(wide["suggest"] - wide[peer]) <= 1e-12).sum())}
+                        for peer in ORDERS if peer != "suggest"}).T.to_string())  # fmt: skip
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
