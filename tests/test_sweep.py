@@ -210,6 +210,9 @@ def test_a_repeat_trains_a_grid_point_again_with_the_next_seed_once(tmp_path, ca
     chain = next(t.stages for t in plan_sweep(spec).trials if (t.mux, t.sparsity) == (2, 0.5))
     assert stage_counts(spec.artifacts_path).built - built == len(chain)
     assert "5 grid points (1 of them a repeat" in format_status(sweep_status(spec))
+    readme = (spec.results_path / "README.md").read_text()
+    assert f"repeats (another seed of a grid point): 1, run by `autoprumux sweep {spec_path} --repeat 2,0.5`" in readme
+    assert len([line for line in readme.splitlines() if line.startswith("| 2 | 0.50 | ")]) == 2  # a seed column
     # resuming queues nothing; asking again queues the next seed
     assert run_sweep(spec).queued == 0 and len(load_study(spec).trials) == 5
     study, _, queued = prepare_sweep(spec, ((2, 0.5), (1, 0.0)))

@@ -60,16 +60,29 @@ def summary_markdown(frame: pd.DataFrame) -> str:
     done = finished_rows(frame).sort_values(["mux", "sparsity_target"])
     base = done[(done["mux"] == 1) & (done["sparsity_target"] == 0)]
     base_throughput = float(base["throughput"].mean()) if not base.empty else float("nan")
+    seeds = "seed" in done.columns and done["seed"].nunique() > 1  # repeats (`sweep --repeat`)
     lines = [
-        "| N | s target | s measured | accuracy | examples/s | speedup | trial time |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| N | s target |" + (" seed |" if seeds else "") + " s measured | accuracy | examples/s | speedup | trial time |",
+        "|---:|---:|" + ("---:|" if seeds else "") + "---:|---:|---:|---:|---:|",
     ]
     for row in done.itertuples(index=False):
         lines.append(
-            f"| {row.mux} | {row.sparsity_target:.2f} | {row.sparsity:.3f} | {row.accuracy:.4f} "
+            f"| {row.mux} | {row.sparsity_target:.2f} |" + (f" {row.seed} |" if seeds else "")
+            + f" {row.sparsity:.3f} | {row.accuracy:.4f} "
             f"| {row.throughput:,.0f} | {row.throughput / base_throughput:.2f}x | {_duration(row.duration_s)} |"
         )
     return "\n".join(lines)
+
+
+def _repeat_lines(spec: SweepSpec, done: pd.DataFrame) -> list[str]:
+    """A line naming the repeats (rows of another seed than the spec's) and the options that ran them."""
+    if "seed" not in done.columns:
+        return []
+    again = done[done["seed"].notna() & (done["seed"] != spec.training.seed)]
+    if again.empty:
+        return []
+    options = " ".join(f"--repeat {r.mux},{r.sparsity_target:g}" for r in again.itertuples(index=False))
+    return [f"- repeats (another seed of a grid point): {len(again)}, run by `autoprumux sweep {spec.source or '<spec>'} {options}`"]
 
 
 def provenance_markdown(spec: SweepSpec, frame: pd.DataFrame, *, stages_built: int, stages_reused: int) -> str:
@@ -87,6 +100,7 @@ def provenance_markdown(spec: SweepSpec, frame: pd.DataFrame, *, stages_built: i
         f"- command: `autoprumux sweep {source}`" + (" (what `make demo` runs, with local `--workers`)" if spec.name == "demo" else ""),
         f"- spec: `{source}` (sha256 `{_hash(spec.source)}`); task `{spec.training.task}`, model `{spec.training.model}`, "
         f"seed {spec.training.seed}",
+        *_repeat_lines(spec, done),
         f"- code version: {_values(done, 'code_version')}",
         f"- hardware: {_values(done, 'hardware')} (device {_values(done, 'device')})",
         f"- packages (of the process that wrote this file): {package_versions(TRAINING_PACKAGES)}",
