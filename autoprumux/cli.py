@@ -269,7 +269,7 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
         relative=args.relative,
         mux_choices=args.mux_choices,
         sparsity_choices=args.sparsity_choices,
-        repeats=not args.new_only,
+        repeats=args.repeats,
     )
     return _print_meta(args, [*notes, status], format_suggestions(sug), sug.to_dict())
 
@@ -456,8 +456,9 @@ def _add_meta_commands(sub) -> None:
     p = sub.add_parser("suggest", help="the next configurations worth training")
     p.add_argument("--budget", required=True, help="accuracy loss allowed: 3%% or 0.03")
     p.add_argument("--n", type=_positive_int("--n"), default=3, help="how many (default 3)")
-    p.add_argument("--new-only", action="store_true",
-                   help="only configurations never measured (no repeat of a measured one with another seed)")
+    p.add_argument("--repeats", action="store_true",
+                   help="also propose training a measured configuration again with another seed, where recommend "
+                        "cannot certify it yet")
     _add_budget_options(p, table_help)
     for flag, parse, text in choices:
         p.add_argument(flag, type=parse, help=text)

@@ -372,18 +372,19 @@ def test_suggest_proposes_measuring_again_a_fast_configuration_measured_just_und
     rec = recommend(results, budget)
     assert (rec.recommendation.mux, rec.recommendation.sparsity) != point
     assert rec.recommendation.throughput < table.loc[fastest, "throughput"]
-    sug = suggest(results, budget, n=3)
+    assert not [s for s in suggest(results, budget, n=3).suggestions if s.repeat]  # only when asked for
+    sug = suggest(results, budget, n=3, repeats=True)
     again = [s for s in sug.suggestions if s.repeat]
     assert [(s.mux, s.sparsity) for s in again] == [point]
     assert again[0].expected_gain > 0 and "another seed" in again[0].reason
     assert "again, another seed" in format_suggestions(sug)
     assert "autoprumux sweep SPEC --repeat 8,0.5 " in format_suggestions(sug)
-    # the command line says the same, and --new-only leaves the repeat out
+    # the command line says the same with --repeats, and leaves the repeat out without it
     path = tmp_path / "trials.csv"
     table.to_csv(path, index=False)
-    code, out, _ = _run(capsys, "suggest", "--budget", str(budget), "--n", "3", "--results", str(path), "--json")
+    code, out, _ = _run(capsys, "suggest", "--budget", str(budget), "--n", "3", "--results", str(path), "--json", "--repeats")
     assert code == 0 and [(s["mux"], s["sparsity"]) for s in json.loads(out)["suggestions"] if s["repeat"]] == [point]
-    code, out, _ = _run(capsys, "suggest", "--budget", str(budget), "--results", str(path), "--json", "--new-only")
+    code, out, _ = _run(capsys, "suggest", "--budget", str(budget), "--results", str(path), "--json")
     assert code == 0 and not [s for s in json.loads(out)["suggestions"] if s["repeat"]]
     # a repeat that measures the same accuracy again (no training-seed noise after all) tells the
     # models nothing new: the point's posterior does not tighten, and no further repeat is proposed
@@ -394,12 +395,12 @@ def test_suggest_proposes_measuring_again_a_fast_configuration_measured_just_und
     once_std = fit_performance_models(results).predict(X)["accuracy_std"][0]
     twice_std = fit_performance_models(twice).predict(X)["accuracy_std"][0]
     assert twice_std == pytest.approx(once_std, rel=0.05)
-    assert not [s for s in suggest(twice, budget, n=3).suggestions if s.repeat]
+    assert not [s for s in suggest(twice, budget, n=3, repeats=True).suggestions if s.repeat]
 
 
 def test_suggestions_are_distinct_explained_and_flag_repeats(fitted):
     results, models = fitted
-    sug = suggest(results, "3%", n=4, models=models)
+    sug = suggest(results, "3%", n=4, models=models, repeats=True)
     measured = set(zip(results.configurations["mux"], results.configurations["sparsity"], strict=True))
     points = [(s.mux, s.sparsity) for s in sug.suggestions]
     assert len(points) == 4 and len(set(points)) == 4

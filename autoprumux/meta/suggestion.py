@@ -10,9 +10,10 @@ gradient restricted to the candidate itself: a configuration that is probably wi
 sits too close to the floor for one noisy measurement to settle is worth little, because
 `recommend` could not pick it afterwards either.
 
-A measured configuration that is faster than the incumbent but not certified (measured under the
-floor, or too close to it) is a candidate too: training it again with another seed averages its
-training noise away. Its gain is its measured throughput over the incumbent's; one more repeat
+With `repeats`, a measured configuration that is faster than the incumbent but not certified
+(measured under the floor, or too close to it) is a candidate too: training it again with another
+seed averages its training noise away. It is off by default: on simulated sweeps with one point
+of training noise, repeats did not pay for the trainings they took (results/adaptive/README.md). Its gain is its measured throughput over the incumbent's; one more repeat
 adds only what it averages away (`repeat_noise`), since repeats are evaluated on one dev set and
 share its sampling error. After each pick, the models are refitted with the pick's predicted
 values as if it had been measured ("kriging believer"), and picks keep a minimum sparsity
@@ -163,13 +164,13 @@ def suggest(
     mux_choices: Sequence[int] | None = None,
     sparsity_choices: Sequence[float] | None = None,
     sparsity_step: float = SUGGEST_STEP,
-    repeats: bool = True,
+    repeats: bool = False,
 ) -> Suggestions:
     """The `n` configurations whose measurement is expected to raise the recommended throughput
     within the budget most. Candidates: the table's N (or `mux_choices`) x sparsities in steps of
-    `sparsity_step` up to one step past the highest measured one (or `sparsity_choices`), and the
-    measured configurations that `recommend` cannot certify yet (a repeat: another seed), unless
-    `repeats` is false.
+    `sparsity_step` up to one step past the highest measured one (or `sparsity_choices`); with
+    `repeats`, also the measured configurations that `recommend` cannot certify yet (a repeat:
+    another seed).
     """
     budget = parse_budget(budget)
     confidence = check_confidence(confidence)
