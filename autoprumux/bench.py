@@ -100,16 +100,24 @@ class BenchResult:
 
 
 def hardware_fingerprint(device: torch.device, threads: int) -> str:
-    """Device name, CPU model, thread count and torch version, as one line."""
-    cpu = platform.processor() or platform.machine()
+    """Device name, CPU model, thread count and torch version, as one line. The CPU's family,
+    model and stepping follow its name where /proc/cpuinfo gives them: a virtual machine may name
+    its CPU only "AMD EPYC", and two such hosts trained the demo to different accuracies."""
+    cpu, ids = platform.processor() or platform.machine(), {}
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if not key:
+                    break  # the first processor's block is enough
+                if key == "model name":
+                    cpu = value
+                elif key in ("cpu family", "model", "stepping"):
+                    ids[key.removeprefix("cpu ")] = value
     except OSError:
         pass
+    if ids:
+        cpu += " (" + " ".join(f"{k} {v}" for k, v in ids.items()) + ")"
     parts = [f"cpu {cpu}", f"{threads} threads"]
     if device.type == "cuda":
         parts.insert(0, f"cuda {torch.cuda.get_device_name(device)}")

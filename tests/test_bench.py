@@ -184,3 +184,25 @@ def test_a_busy_machine_makes_openmp_threads_yield_unless_the_user_chose(monkeyp
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice stands
     assert machine.yield_threads_if_busy().startswith("the machine is busy (load 3.0")
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_the_hardware_line_tells_cpus_of_one_name_apart_by_family_model_and_stepping():
+    # virtual machines may name every host's CPU "AMD EPYC"; two such hosts trained the demo to
+    # different accuracies, so the line carries what /proc/cpuinfo says of the first processor
+    from pathlib import Path
+
+    import torch
+
+    from autoprumux.bench import hardware_fingerprint
+
+    line = hardware_fingerprint(torch.device("cpu"), 2)
+    info = Path("/proc/cpuinfo")
+    if not info.is_file():  # not Linux: the name alone
+        assert line.startswith("cpu ") and "2 threads" in line
+        return
+    first = info.read_text().split("\n\n")[0]
+    fields = dict((k.strip(), v.strip()) for k, _, v in (row.partition(":") for row in first.splitlines()))
+    for key, label in (("cpu family", "family"), ("model", "model"), ("stepping", "stepping")):
+        if key in fields:
+            assert f"{label} {fields[key]}" in line
+    assert line.endswith(f"torch {torch.__version__}") and "2 threads" in line
