@@ -41,9 +41,9 @@ class Results:
 
     `rows` keeps the table's columns and adds `config_sparsity` (the grid identity of each row).
     `configurations` has one row per grid point: mux, sparsity (identity), feature_sparsity (mean
-    measured sparsity), accuracy (fraction, the mean of its repeats), accuracy_se (the binomial
-    standard error of that mean, which repeats on one dev set do not shrink; NaN when the table
-    has no `eval_examples`), throughput (examples/s), repeats and collapsed
+    measured sparsity), accuracy (fraction, the mean of its repeats), accuracy_variance and
+    accuracy_se (the binomial variance and standard error of that mean, which repeats on one dev
+    set do not shrink; NaN when the table has no `eval_examples`), throughput (examples/s), repeats and collapsed
     (accuracy at chance, see `collapse.py`; `chance` is that level).
     """
 
@@ -87,10 +87,7 @@ class Results:
         training-seed noise). NaN where neither part is known."""
         configs = self.configurations[~self.configurations["collapsed"]].reset_index(drop=True)
         X = configs[["mux", "feature_sparsity"]].to_numpy(dtype=float)
-        trained = self.rows[~self.collapsed_rows]
-        variance = _row_variance(trained).groupby([trained["mux"], trained["config_sparsity"]], sort=True)
-        binomial = variance.mean().to_numpy(float, copy=True)  # NaN (skipped) only where no repeat knows it
-        binomial[variance.count().to_numpy() < variance.size().to_numpy()] = np.nan
+        binomial = configs["accuracy_variance"].to_numpy(float)
         seed = self.seed_variance
         if np.isfinite(seed):
             binomial = np.nan_to_num(binomial) + seed / configs["repeats"].to_numpy(float)
@@ -204,24 +201,21 @@ def measurement_variance(accuracy: pd.Series, eval_examples: pd.Series) -> pd.Se
     return smoothed * (1.0 - smoothed) / (n + 2.0)
 
 
-def _row_variance(rows: pd.DataFrame) -> pd.Series:
-    """Each row's binomial measurement variance (NaN without `eval_examples`)."""
-    eval_examples = rows["eval_examples"] if "eval_examples" in rows.columns else pd.Series(np.nan, rows.index)
-    return measurement_variance(rows["accuracy"], eval_examples)
-
-
 def _group_configurations(rows: pd.DataFrame) -> pd.DataFrame:
-    rows = rows.assign(_variance=_row_variance(rows))
+    eval_examples = rows["eval_examples"] if "eval_examples" in rows.columns else pd.Series(np.nan, rows.index)
+    rows = rows.assign(_variance=measurement_variance(rows["accuracy"], eval_examples))
     grouped = rows.groupby(["mux", "config_sparsity"], sort=True)
     configurations = grouped.agg(
         feature_sparsity=("sparsity", "mean"),
         accuracy=("accuracy", "mean"),
-        # repeats share one dev set, so the mean of k keeps its sampling error: the root of the
-        # mean variance (not divided by k); unknown if any repeat's is
-        accuracy_se=("_variance", lambda v: np.sqrt(v.sum(min_count=len(v)) / len(v))),
+        # repeats share one dev set, so the mean of k keeps its sampling error: the mean of their
+        # variances (not divided by k); unknown if any repeat's is
+        accuracy_variance=("_variance", lambda v: v.sum(min_count=len(v)) / len(v)),
         throughput=("throughput", "mean"),
         repeats=("accuracy", "size"),
     ).reset_index()
+    configurations.insert(configurations.columns.get_loc("accuracy_variance") + 1, "accuracy_se",
+                          np.sqrt(configurations["accuracy_variance"]))  # fmt: skip
     configurations = configurations.rename(columns={"config_sparsity": "sparsity"})
     configurations["mux"] = configurations["mux"].astype(int)
     return configurations

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autoprumux.spec import SweepSpec
 from autoprumux.sweep.remeasure import apply_remeasured
-from autoprumux.sweep.study import OBJECTIVES, repeat_of, retried_from, trials_by_replica
+from autoprumux.sweep.study import OBJECTIVES, retried_from, seed_of, trials_by_replica
 from autoprumux.table import COLUMNS, rows_to_frame, write_table
 
 EXTRA_COLUMNS = ("family", "retry_of", "error")
@@ -49,7 +49,7 @@ def trial_row(spec: SweepSpec, trial: FrozenTrial) -> dict:
         sweep=spec.name,
         task=attrs.get("task", spec.training.task),
         model=attrs.get("model", spec.training.model),
-        seed=attrs.get("seed", spec.training.seed + repeat_of(trial)),
+        seed=attrs.get("seed", seed_of(spec, trial)),
         mux=int(trial.params["mux"]),
         sparsity_target=float(trial.params["sparsity"]),
         status=trial.state.name,

@@ -20,8 +20,8 @@ from autoprumux.spec import SweepSpec
 from autoprumux.table import finished_rows, write_text
 
 README_NAME = "README.md"
-#: the packages a trained model's numbers depend on: with torch pinned, other versions of these
-#: trained the demo's baseline to 0.885 instead of 0.853 (README, "The table is reproducible")
+#: the packages a trained model's numbers depend on (the host's CPU matters too: the hardware line
+#: names its family, model and stepping; README, "The table is reproducible")
 TRAINING_PACKAGES = ("torch", "transformers", "tokenizers", "numpy")
 
 

@@ -123,6 +123,11 @@ def repeat_of(trial: FrozenTrial) -> int:
     return int(trial.user_attrs.get(ATTR_REPEAT, 0))
 
 
+def seed_of(spec: SweepSpec, trial: FrozenTrial) -> int:
+    """The training seed of a trial: the spec's, plus r for repeat r of its point."""
+    return spec.training.seed + repeat_of(trial)
+
+
 def replica_of(trial: FrozenTrial) -> Replica | None:
     """(N, s, r) of a trial (None for a trial not made by autoprumux)."""
     point = point_of(trial)

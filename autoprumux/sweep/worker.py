@@ -42,6 +42,7 @@ from autoprumux.sweep.study import (
     repeat_of,
     requeue,
     retried_from,
+    seed_of,
 )
 from autoprumux.table import write_text
 
@@ -214,7 +215,7 @@ def run_trial(
     """Run one claimed trial to the end; returns its final state name (COMPLETE, FAIL, SKIPPED)."""
     mux, sparsity, repeat = int(trial.params["mux"]), float(trial.params["sparsity"]), repeat_of(trial)
     # repeat r of a point trains every stage again with the spec's seed + r
-    training = replace(spec.training, seed=spec.training.seed + repeat) if repeat else spec.training
+    training = replace(spec.training, seed=seed_of(spec, trial)) if repeat else spec.training
     seeded = f", seed {training.seed}" if repeat else ""
     label = f"trial {trial.number} (N={mux}, s={sparsity:g}{seeded})"
     other = duplicate_of(study, trial.number, (mux, round(sparsity, 6), repeat))
