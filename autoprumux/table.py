@@ -181,7 +181,8 @@ def read_table(path: str | os.PathLike, required: Sequence[str] = MINIMAL_COLUMN
         if path.suffix == ".parquet":
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path)
+            # text columns stay text: a commit hash such as 9922e10 would otherwise parse as a float
+            frame = pd.read_csv(path, dtype={c.name: str for c in COLUMNS.values() if c.kind == "str"})
     except pd.errors.EmptyDataError:
         raise TableError(f"results table {str(path)!r} is empty: no header and no rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:

@@ -34,6 +34,15 @@ def test_round_trip_and_append(tmp_path):
     assert not list(tmp_path.glob(".t.csv.*"))  # no temporary files left behind
 
 
+def test_text_columns_read_back_as_text(tmp_path):
+    # commit 9922e10 of this project: pandas parsed its hash as 9.922e13 and the provenance lost it
+    path = tmp_path / "t.csv"
+    append_rows(path, [row(code_version="9922e10", task="007"), row(mux=2, code_version=None)])
+    table = read_table(path)
+    assert table["code_version"].iloc[0] == "9922e10" and table["task"].iloc[0] == "007"
+    assert pd.isna(table["code_version"].iloc[1])
+
+
 @pytest.mark.parametrize(
     ("frame", "needle"),
     [
