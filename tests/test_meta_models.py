@@ -206,3 +206,28 @@ def test_calibration_leaves_a_calibrated_std_alone_and_widens_one_too_small():
     assert np.mean(np.isclose(honest, 1.0)) >= 0.75, np.mean(np.isclose(honest, 1.0))
     assert np.mean(honest) < 1.1
     assert 1.6 <= np.median(too_small) <= 2.6, np.median(too_small)
+
+
+@pytest.mark.parametrize("estimator", [MonotoneGPModel(), MonotoneGPModel(monotone=False), GaussianProcessModel()],
+                         ids=["monotone-gp", "free-gp", "gp"])  # fmt: skip
+def test_conditioning_on_a_fantasy_keeps_hyperparameters_and_predictions(estimator):
+    # `suggest` pretends each pick was measured at its prediction ("kriging believer"): the model
+    # must condition on that row, not re-estimate its kernel and trend (the demo's second
+    # suggestion once jumped by 5 points of accuracy at a point far from the first)
+    X, y, _ = _xy(noise=0.004, seed=3)
+    keep = np.random.default_rng(0).permutation(len(X))[:14]
+    model = TargetModel("accuracy", "m", clone(estimator).fit(X[keep], y[keep]), "native", 0.01)
+    fantasy = X[np.setdiff1d(np.arange(len(X)), keep)[:1]]
+    mean, std = model.predict(X)
+    conditioned = model.condition(np.r_[X[keep], fantasy], np.r_[y[keep], model.predict(fantasy)[0]])
+    new_mean, new_std = conditioned.predict(X)
+    before, after = model.estimator, conditioned.estimator
+    if isinstance(before, MonotoneGPModel):
+        assert np.allclose(after.trend_powers_, before.trend_powers_)
+        assert after.gp_.kernel_.theta == pytest.approx(before.gp_.kernel_.theta)
+    else:
+        assert after.gp_.kernel_.theta == pytest.approx(before.gp_.kernel_.theta)
+    assert np.max(np.abs(new_mean - mean) / std) < 0.1
+    assert np.all(new_std <= std * (1 + 1e-6))
+    at = int(np.flatnonzero((X == fantasy).all(axis=1))[0])
+    assert new_std[at] < 0.9 * std[at]

@@ -60,6 +60,11 @@ class _PerformanceModel(RegressorMixin, BaseEstimator):
         """Parameters that let a clone fitted on similar data start where this fit ended."""
         return {}
 
+    def conditioning_params(self) -> dict:
+        """Parameters that let a clone condition on a few more rows with this fit's
+        hyperparameters (kernel, powers) instead of estimating them again."""
+        return self.warm_start_params()
+
     def fit(self, X, y):
         """Fit on `X` = [[mux, sparsity], ...] and targets `y`; returns self."""
         X, y = self._check_X(X, y, reset=True)

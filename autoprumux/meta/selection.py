@@ -33,7 +33,7 @@ from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
 from autoprumux.table import write_atomically
 
 MODELS_FILENAME = "performance_models.joblib"
-_FORMAT = 11
+_FORMAT = 12
 #: configurations are dealt into this many folds: each fold hides about a fifth of the table's
 #: configurations at once, as a sweep leaves much of its grid unmeasured (one-out was too kind
 #: to the models: its held-out errors, and so the calibrated bounds, came out too small)
@@ -76,9 +76,11 @@ class TargetModel:
             return mean, np.full(len(mean), self.cv_rmse)
         return mean, std * self.std_scale
 
-    def refit(self, X, y, **fit_params) -> TargetModel:
-        """The same model type fitted on other data (keeps the calibration)."""
-        estimator = clone(self.estimator).fit(X, y, **accepted(self.estimator, fit_params))
+    def condition(self, X, y, **fit_params) -> TargetModel:
+        """The model fitted on other data (typically the same rows and a few more) with its
+        hyperparameters kept: a Gaussian process conditioned on more rows, not re-estimated."""
+        params = self.estimator.conditioning_params() if hasattr(self.estimator, "conditioning_params") else {}
+        estimator = clone(self.estimator).set_params(**params).fit(X, y, **accepted(self.estimator, fit_params))
         return replace(self, estimator=estimator)
 
 

@@ -127,11 +127,16 @@ class MonotoneGPModel(_PerformanceModel):
         the GP's fitted kernel);
         `warm_start_params()` returns a fit's own, so cross-validation folds only re-solve the
         linear and GP weights.
+    powers_estimated : bool or None, default=None
+        Whether the trend's error counts its powers as estimated from the rows (None: when they
+        are searched). `conditioning_params()` keeps a fit's powers and says they were estimated,
+        so a clone conditioned on one more row keeps the fit's uncertainty about them.
 
     Attributes
     ----------
     trend_coef_, trend_powers_ : the trend (trend_powers_ = p, q, knee); scaler_mean_, scaler_scale_ : feature standardisation;
-    y_scale_ : residual scale; gp_ : fitted GaussianProcessRegressor or None; noise_ : fitted
+    powers_estimated_ : whether the trend's error counted its powers as estimated; y_scale_ : residual
+    scale; gp_ : fitted GaussianProcessRegressor or None; noise_ : fitted
     variance of a measurement beyond its known (binomial) variance, in accuracy units squared: the
     GP's white noise, or without the GP the trend's residual variance less the known mean
     (training-seed noise where the binomial variance is known, all the noise where it is not);
@@ -142,19 +147,26 @@ class MonotoneGPModel(_PerformanceModel):
 
     has_native_std = True
 
-    def __init__(self, nu=2.5, residual_gp=True, monotone=True, random_state=0, fixed_powers=None, fixed_kernel=None):
+    def __init__(self, nu=2.5, residual_gp=True, monotone=True, random_state=0, fixed_powers=None, fixed_kernel=None,
+                 powers_estimated=None):  # fmt: skip
         self.nu = nu
         self.residual_gp = residual_gp
         self.monotone = monotone
         self.random_state = random_state
         self.fixed_powers = fixed_powers
         self.fixed_kernel = fixed_kernel
+        self.powers_estimated = powers_estimated
 
     def warm_start_params(self) -> dict:
         """This fit's GP kernel, for clones fitted on most of the same data (the trend's powers are
         searched again: they drive extrapolation, so their variability belongs in the held-out
         error that calibrates the std)."""
         return {"fixed_kernel": None if self.gp_ is None else self.gp_.kernel_}
+
+    def conditioning_params(self) -> dict:
+        """Every hyperparameter of this fit (the GP's kernel, the trend's powers), for a clone
+        that conditions on one more row without re-estimating them."""
+        return {**self.warm_start_params(), "fixed_powers": tuple(self.trend_powers_), "powers_estimated": self.powers_estimated_}
 
     def fit(self, X, y, noise_variance=None):
         """Fit on `X` = [[mux, sparsity], ...], accuracies `y` and optionally each row's known
@@ -165,7 +177,7 @@ class MonotoneGPModel(_PerformanceModel):
         weights = 1.0 / (known + max(np.var(y) * 1e-3, 1e-6))
         self.trend_coef_, self.trend_powers_ = fit_monotone_trend(F, y, weights, self.monotone, self.fixed_powers)
         residual = y - monotone_trend(F, self.trend_coef_, *self.trend_powers_)
-        searched = self.fixed_powers is None
+        searched = self.powers_estimated_ = self.fixed_powers is None if self.powers_estimated is None else self.powers_estimated
         fitted = np.r_[np.ones(4, bool), searched, searched, searched and self.trend_powers_[2] > 0]
         dof = max(len(y) - int(fitted.sum()), 1)
         self.residual_std_ = float(np.sqrt(residual @ residual / dof))

@@ -15,8 +15,9 @@ With `repeats`, a measured configuration that is faster than the incumbent but n
 seed averages its training noise away. It is off by default: on simulated sweeps with one point
 of training noise, repeats did not pay for the trainings they took (results/adaptive/README.md). Its gain is its measured throughput over the incumbent's; one more repeat
 adds only what it averages away (`repeat_noise`), since repeats are evaluated on one dev set and
-share its sampling error. After each pick, the models are refitted with the pick's predicted
-values as if it had been measured ("kriging believer"), and picks keep a minimum sparsity
+share its sampling error. After each pick, the accuracy model conditions on the pick's predicted
+value as if it had been measured ("kriging believer"; its kernel and trend are kept, not
+estimated again from a row that carries no information), and picks keep a minimum sparsity
 distance within one N, so the K suggestions spread out instead of piling up at one spot.
 """
 
@@ -221,10 +222,10 @@ def _greedy_picks(
         if len(picks) == n:
             break
         # pretend its accuracy was measured at the prediction (the throughput model has no
-        # uncertainty that one more point near it would shrink), refit, keep later picks apart
+        # uncertainty that one more point near it would shrink), condition, keep later picks apart
         X = np.vstack([X, [[row["mux"], row["feature_sparsity"]]]])
         y_acc, noise = np.append(y_acc, row["accuracy"]), np.append(noise, np.nan)
-        models = replace(models, accuracy=models.accuracy.refit(X, y_acc, noise_variance=noise))
+        models = replace(models, accuracy=models.accuracy.condition(X, y_acc, noise_variance=noise))
         near = (remaining["mux"] == row["mux"]) & (
             (remaining["sparsity"] - row["sparsity"]).abs() < MIN_SPACING - 1e-9
         )
