@@ -57,6 +57,7 @@ TOP_KEYS = {
     "alternatives",
     "models",
     "warnings",
+    "near_miss",
 }
 
 
@@ -237,6 +238,7 @@ def test_recommendation_json_shape(fitted):
     assert set(out["recommendation"]) == ESTIMATE_KEYS
     assert len(out["alternatives"]) == 3
     assert all(set(a) == ESTIMATE_KEYS for a in out["alternatives"])
+    assert out["near_miss"] is None or set(out["near_miss"]) == ESTIMATE_KEYS
     assert {"accuracy", "throughput", "table"} <= set(out["models"])
     json.dumps(out)  # plain JSON types only
     rec = out["recommendation"]
@@ -299,6 +301,21 @@ def test_among_near_tied_measured_configurations_the_measured_throughput_decides
     assert choose(scored) == 1  # predicted 1% apart: the one measured faster wins
     assert choose(scored, near_tie=0.0) == 0  # no tie band: the prediction decides
     assert choose(scored.assign(feasible=[False, False, True])) == 2
+
+
+def test_a_near_miss_is_a_faster_candidate_the_bound_narrowly_failed_to_certify():
+    from autoprumux.meta.optimizer import near_miss
+
+    # the pick (0) at 1000/s; then: certified and faster (not a miss), P 92%, P 85%, collapsed at
+    # P 99%, and P 99% but only 5% faster than the pick
+    scored = pd.DataFrame({"feasible": [True, True, False, False, False, False],
+                           "collapsed": [False, False, False, False, True, False],
+                           "p_feasible": [0.99, 0.99, 0.92, 0.85, 0.99, 0.99],
+                           "throughput": [1000.0, 1200.0, 1500.0, 1800.0, 3000.0, 1050.0]})  # fmt: skip
+    assert near_miss(scored, 0, 0.95) == 2  # risk 8%, at most twice the 5% allowed
+    assert near_miss(scored, 0, 0.90) == 3  # risk 15% <= 20%: the faster one
+    assert near_miss(scored, 0, 0.99) is None  # only 1% risk may be doubled
+    assert near_miss(scored, 1, 0.90) == 3 and near_miss(scored, 3, 0.90) is None
 
 
 def test_warns_when_the_pick_is_on_the_edge_or_extrapolated(fitted):

@@ -59,6 +59,29 @@ def test_a_width_that_never_trained_is_detected_excluded_and_warned_about():
     assert any(f"N={dead}" in w and "collapsed" in w for w in rec.warnings)
 
 
+def test_recommend_names_a_faster_configuration_it_narrowly_failed_to_certify():
+    # at a quarter of the suite's noise, N = 2 at s = 0 is truly 0.04 point above the 1% floor and
+    # measured 0.26 point above it, which the 95% bound cannot certify: the pick stays the baseline,
+    # at half the speed, and recommend says what it left behind
+    from autoprumux.meta.render import format_recommendation
+
+    case = make_case("smooth", 20, noise_scale=0.25)
+    results = results_from_frame(case.table, source=case.name)
+    models = fit_performance_models(results)
+    rec = recommend(results, 0.01, models=models, **_choices(case))
+    miss = rec.near_miss
+    assert (rec.recommendation.mux, rec.recommendation.sparsity) == (1, 0.0)
+    assert (miss.mux, miss.sparsity, miss.measured) == (2, 0.0, True)
+    assert 0.90 <= miss.probability_within_budget < 0.95 and miss.throughput > 1.5 * rec.recommendation.throughput
+    floor = rec.accuracy_floor
+    assert case.grid.loc[grid_index(case.grid, 2, 0.0), "accuracy"] >= floor  # truly within budget
+    assert any(w.startswith("N=2, s=0.00 is predicted") and "short of the 95% asked" in w for w in rec.warnings)
+    assert "near miss    2  0.00" in format_recommendation(rec)
+    relaxed = recommend(results, 0.01, models=models, confidence=0.9, **_choices(case))
+    assert (relaxed.recommendation.mux, relaxed.recommendation.sparsity) == (2, 0.0)
+    assert relaxed.near_miss is None or relaxed.near_miss.probability_within_budget < 0.9
+
+
 def test_a_table_with_one_configuration_above_chance_is_a_clear_error(tmp_path, capsys):
     from autoprumux.cli import main
 

@@ -39,6 +39,9 @@ SPARSITY_STEP = 0.01
 #: its std has nothing to be checked against (on generated tables of 2-6 configurations, 25 of its
 #: 73 unmeasured picks fell under the floor, 3 of its 167 measured ones; results/small-tables)
 MIN_MODELLED = 8
+#: `recommend` names a candidate it could not certify when it is predicted at least this much
+#: faster than the pick and its risk of missing the floor is at most twice the risk allowed
+NEAR_MISS_GAIN = 0.10
 #: configuration columns -> the names a candidate carries them under
 MEASURED_COLUMNS = {
     "accuracy": "measured_accuracy",
@@ -80,7 +83,8 @@ class Recommendation:
     """What `recommend` returns; `to_dict()` is the `--json` output.
 
     `reason` is set only when no configuration meets the budget (the recommendation is then the
-    baseline); `warnings` flag picks on the edge of, or outside, what was measured.
+    baseline); `warnings` flag picks on the edge of, or outside, what was measured. `near_miss` is
+    the fastest candidate that the bound narrowly failed to certify (`near_miss()`), if any.
     """
 
     budget: float
@@ -93,6 +97,7 @@ class Recommendation:
     models: dict
     reason: str | None = None
     warnings: tuple[str, ...] = field(default=())
+    near_miss: ConfigEstimate | None = None
 
     @property
     def feasible(self) -> bool:
@@ -112,6 +117,7 @@ class Recommendation:
         if self.reason is not None:
             out["reason"] = self.reason
         out["warnings"] = list(self.warnings)
+        out["near_miss"] = None if self.near_miss is None else self.near_miss.to_dict()
         return out
 
 
@@ -361,9 +367,15 @@ def recommend(
         )
     alternatives = tuple(_estimate(scored.loc[i]) for i in _alternatives(scored, pick, n_alternatives))
     pick_row = scored.loc[pick]
-    warnings = _pick_warnings(results, pick_row) + _table_warnings(results, models, budget)
+    miss = near_miss(scored, pick, confidence)
+    warnings = _pick_warnings(results, pick_row) + _near_miss_warnings(scored, pick, miss, confidence)
+    warnings += _table_warnings(results, models, budget)
     return Recommendation(
-        recommendation=_estimate(pick_row), alternatives=alternatives, warnings=tuple(warnings), **common
+        recommendation=_estimate(pick_row),
+        alternatives=alternatives,
+        warnings=tuple(warnings),
+        near_miss=None if miss is None else _estimate(scored.loc[miss]),
+        **common,
     )
 
 
@@ -397,6 +409,41 @@ def _pick_warnings(results: Results, pick) -> list[str]:
     if not pick["measured"]:
         out.append(f"N={mux}, s={s:.2f} was not measured: train it to confirm the prediction")
     return out
+
+
+def near_miss(scored: pd.DataFrame, pick, confidence: float, gain: float = NEAR_MISS_GAIN):
+    """Index of the fastest candidate that `recommend` could not certify but nearly did, or None:
+    predicted at least `gain` faster than `pick`, not collapsed, and within budget with
+    probability at least 1 - 2 (1 - confidence). On the generated suite most of `recommend`'s
+    regret comes from such candidates, a hair above the floor; one more measurement may certify
+    them."""
+    bar = 1.0 - 2.0 * (1.0 - confidence)
+    near = (
+        ~scored["feasible"]
+        & ~scored["collapsed"]
+        & (scored["p_feasible"] >= bar)
+        & (scored["throughput"] >= (1.0 + gain) * scored.loc[pick, "throughput"])
+    )
+    return scored.loc[near, "throughput"].idxmax() if near.any() else None
+
+
+def _near_miss_warnings(scored: pd.DataFrame, pick, miss, confidence: float) -> list[str]:
+    if miss is None:
+        return []
+    row = scored.loc[miss]
+    ratio = row["throughput"] / scored.loc[pick, "throughput"]
+    where = f"N={int(row['mux'])}, s={row['sparsity']:.2f}"
+    if row["measured"]:
+        how = (
+            f"measured at {row['measured_accuracy']:.4f}; more evidence (another seed, a larger evaluation set) "
+            "may certify it"
+        )
+    else:
+        how = "not measured; measuring it may certify it (`autoprumux suggest` ranks what to measure)"
+    return [
+        f"{where} is predicted {ratio:.2f}x as fast as the pick and within budget with probability "
+        f"{row['p_feasible']:.0%}, short of the {confidence:.0%} asked: {how}"
+    ]
 
 
 def _table_warnings(results: Results, models: FittedModels, budget: float) -> list[str]:

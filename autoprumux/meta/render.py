@@ -91,6 +91,8 @@ def format_recommendation(rec: Recommendation) -> str:
     ]
     rows = [_estimate_row("recommended" if rec.feasible else "baseline", rec.recommendation)]
     rows += [_estimate_row(f"runner-up {i}", alt) for i, alt in enumerate(rec.alternatives, 1)]
+    if rec.near_miss is not None:
+        rows.append(_estimate_row("near miss", rec.near_miss))
     lines = [f"table: {rec.models['table']}", floor_text, ""]
     if not rec.feasible:
         lines += [f"infeasible: {rec.reason}", ""]
