@@ -307,15 +307,18 @@ def test_a_near_miss_is_a_faster_candidate_the_bound_narrowly_failed_to_certify(
     from autoprumux.meta.optimizer import near_miss
 
     # the pick (0) at 1000/s; then: certified and faster (not a miss), P 92%, P 85%, collapsed at
-    # P 99%, and P 99% but only 5% faster than the pick
-    scored = pd.DataFrame({"feasible": [True, True, False, False, False, False],
-                           "collapsed": [False, False, False, False, True, False],
-                           "p_feasible": [0.99, 0.99, 0.92, 0.85, 0.99, 0.99],
-                           "throughput": [1000.0, 1200.0, 1500.0, 1800.0, 3000.0, 1050.0]})  # fmt: skip
+    # P 99%, P 99% but only 5% faster than the pick, and P 88% measured, 1% slower than row 3
+    scored = pd.DataFrame({"feasible": [True, True, False, False, False, False, False],
+                           "collapsed": [False, False, False, False, True, False, False],
+                           "p_feasible": [0.99, 0.99, 0.92, 0.85, 0.99, 0.99, 0.88],
+                           "throughput": [1000.0, 1200.0, 1500.0, 1800.0, 3000.0, 1050.0, 1782.0],
+                           "measured": [True, True, False, False, False, False, True],
+                           "measured_throughput": [1000.0, 1200.0, np.nan, np.nan, np.nan, np.nan, 1790.0]})  # fmt: skip
     assert near_miss(scored, 0, 0.95) == 2  # risk 8%, at most twice the 5% allowed
-    assert near_miss(scored, 0, 0.90) == 3  # risk 15% <= 20%: the faster one
+    assert near_miss(scored, 0, 0.90) == 6  # risk 15% <= 20%: row 3, but the measured row 6 ties it
+    assert near_miss(scored, 0, 0.90, near_tie=0.0) == 3  # no tie band: the fastest
     assert near_miss(scored, 0, 0.99) is None  # only 1% risk may be doubled
-    assert near_miss(scored, 1, 0.90) == 3 and near_miss(scored, 3, 0.90) is None
+    assert near_miss(scored, 1, 0.90) == 6 and near_miss(scored, 3, 0.90) is None
 
 
 def test_warns_when_the_pick_is_on_the_edge_or_extrapolated(fitted):

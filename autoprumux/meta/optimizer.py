@@ -367,7 +367,7 @@ def recommend(
         )
     alternatives = tuple(_estimate(scored.loc[i]) for i in _alternatives(scored, pick, n_alternatives))
     pick_row = scored.loc[pick]
-    miss = near_miss(scored, pick, confidence)
+    miss = near_miss(scored, pick, confidence, near_tie=near_tie)
     warnings = _pick_warnings(results, pick_row) + _near_miss_warnings(scored, pick, miss, confidence)
     warnings += _table_warnings(results, models, budget)
     return Recommendation(
@@ -411,12 +411,14 @@ def _pick_warnings(results: Results, pick) -> list[str]:
     return out
 
 
-def near_miss(scored: pd.DataFrame, pick, confidence: float, gain: float = NEAR_MISS_GAIN):
-    """Index of the fastest candidate that `recommend` could not certify but nearly did, or None:
-    predicted at least `gain` faster than `pick`, not collapsed, and within budget with
-    probability at least 1 - 2 (1 - confidence). On the generated suite most of `recommend`'s
-    regret comes from such candidates, a hair above the floor; one more measurement may certify
-    them."""
+def near_miss(
+    scored: pd.DataFrame, pick, confidence: float, gain: float = NEAR_MISS_GAIN, near_tie: float = NEAR_TIE
+):
+    """Index of the candidate that `recommend` could not certify but nearly did, or None: among
+    those predicted at least `gain` faster than `pick`, not collapsed, and within budget with
+    probability at least 1 - 2 (1 - confidence), the one `choose` would take (the fastest, a
+    measured one in a near-tie). On the generated suite most of `recommend`'s regret comes from
+    such candidates, a hair above the floor; one more measurement may certify them."""
     bar = 1.0 - 2.0 * (1.0 - confidence)
     near = (
         ~scored["feasible"]
@@ -424,7 +426,7 @@ def near_miss(scored: pd.DataFrame, pick, confidence: float, gain: float = NEAR_
         & (scored["p_feasible"] >= bar)
         & (scored["throughput"] >= (1.0 + gain) * scored.loc[pick, "throughput"])
     )
-    return scored.loc[near, "throughput"].idxmax() if near.any() else None
+    return choose(scored[near].assign(feasible=True), near_tie)
 
 
 def _near_miss_warnings(scored: pd.DataFrame, pick, miss, confidence: float) -> list[str]:
