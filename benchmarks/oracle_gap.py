@@ -19,12 +19,12 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 from family_oracle import family_oracle_pick  # benchmarks/ is on the path when run as a script
+from recommender import grid_choices, models_of
 
 from autoprumux.meta.budget import DEFAULT_CONFIDENCE, accuracy_floor
 from autoprumux.meta.optimizer import candidate_configurations, score_candidates
 from autoprumux.meta.replay import BUDGETS
 from autoprumux.meta.results import results_from_frame
-from autoprumux.meta.selection import fit_performance_models
 from autoprumux.meta.surfaces import FAMILIES, suite
 
 
@@ -38,9 +38,9 @@ def main(argv=None) -> None:
     records = []
     for case in suite(FAMILIES, range(args.first_seed, args.first_seed + args.seeds), noise_scale=args.noise_scale):
         results = results_from_frame(case.table, source=case.name)
-        models = fit_performance_models(results)
+        models = models_of(results)
         grid, cache = case.grid, {}
-        candidates = candidate_configurations(results, sorted(set(grid["mux"])), sorted(set(grid["sparsity"])))
+        candidates = candidate_configurations(results, **grid_choices(grid))
         for budget in BUDGETS:
             floor = accuracy_floor(results.baseline_accuracy, budget)
             scored = score_candidates(models, candidates, floor, DEFAULT_CONFIDENCE, results)

@@ -46,7 +46,9 @@ _CACHE: dict = {}
 CANDIDATES: dict = {}
 
 
-def _models(results):
+def models_of(results):
+    """The fitted models of a case's table (the last table's are cached: every method and budget
+    of a case reuses them)."""
     key = results.fingerprint
     if key not in _CACHE:
         _CACHE.clear()
@@ -54,11 +56,18 @@ def _models(results):
     return _CACHE[key]
 
 
-def autoprumux_pick(results, grid, floor, confidence):
-    mux, sparsity = sorted(set(grid["mux"])), sorted(set(grid["sparsity"]))
+def grid_choices(grid) -> dict:
+    """`recommend`'s candidate N and sparsities: those of the case's grid."""
+    return {"mux_choices": sorted(set(grid["mux"])), "sparsity_choices": sorted(set(grid["sparsity"]))}
+
+
+def autoprumux_recommendation(results, grid, floor, confidence):
     budget = results.baseline_accuracy - floor
-    rec = recommend(results, budget, models=_models(results), confidence=confidence,
-                    mux_choices=mux, sparsity_choices=sparsity)  # fmt: skip
+    return recommend(results, budget, models=models_of(results), confidence=confidence, **grid_choices(grid))
+
+
+def autoprumux_pick(results, grid, floor, confidence):
+    rec = autoprumux_recommendation(results, grid, floor, confidence)
     return grid_index(grid, rec.recommendation.mux, rec.recommendation.sparsity)
 
 
@@ -117,7 +126,7 @@ def coverage_table(cases) -> pd.DataFrame:
     for case in cases:
         results = results_from_frame(case.table, source=case.name)
         X = case.grid[["mux", "sparsity"]].to_numpy(float)
-        pred = _models(results).predict(X)
+        pred = models_of(results).predict(X)
         ours = coverage(case, pred["accuracy"], pred["accuracy_std"])
         acc, std, _ = plain_gp_predictions(results, case.grid)
         theirs = coverage(case, acc, std)
