@@ -38,13 +38,15 @@ def main(argv=None) -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--noise-scale", type=float, default=1.0)
     parser.add_argument("--training-noise", type=float, default=0.0)
+    parser.add_argument("--measured-fraction", type=float, help="share of each grid measured (default: 40-60%%)")
     parser.add_argument("--confidences", default="0.5,0.6,0.7,0.8,0.85,0.9,0.95,0.99")
     parser.add_argument("--out", help="CSV of every decision")
     args = parser.parse_args(argv)
     levels = [float(v) for v in args.confidences.split(",")]
     start = time.perf_counter()
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    cases = suite(FAMILIES, seeds, training_noise=args.training_noise, noise_scale=args.noise_scale)
+    cases = suite(FAMILIES, seeds, training_noise=args.training_noise, noise_scale=args.noise_scale,
+                  measured_fraction=args.measured_fraction)
     by_name, fits = {case.name: case for case in cases}, {}
 
     def oracle(results, grid, floor, confidence):
@@ -65,7 +67,8 @@ def main(argv=None) -> None:
     table.columns = [f"{method} {what}" for what, method in table.columns]
     table = table[[f"{m} {w}" for m in (RECOMMEND, ORACLE) for w in ("regret", "violations")]]
     print(f"{len(cases)} cases, {len(frame) // len(methods)} decisions per method and level, noise x "
-          f"{args.noise_scale:g}, training noise {args.training_noise:g}, {time.perf_counter() - start:.0f} s")  # fmt: skip
+          f"{args.noise_scale:g}, training noise {args.training_noise:g}, measured share "
+          f"{args.measured_fraction or '0.4-0.6'}, {time.perf_counter() - start:.0f} s")  # fmt: skip
     print(environment())
     pd.set_option("display.width", 160)
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))

@@ -170,6 +170,19 @@ def test_the_fitted_noise_is_not_shrunk_by_the_trends_parameters():
     assert 0.85 < np.mean(ratios) < 1.15, np.mean(ratios)
 
 
+def test_the_residual_gp_finds_the_noise_mode_when_it_is_the_likelier_one():
+    # one point of training noise and 0.2-0.5 point of Gaussian evaluation noise, neither known to
+    # the model: from the kernel's own start alone, maximum likelihood stopped at a rough signal
+    # (amplitude 1.5, length scale at its floor) with the white noise at its floor, 0.14 point of
+    # noise in all, less likely (-32.5) than explaining the residuals as noise (-31.3)
+    case = make_case("peak", 1006, training_noise=0.01)
+    X, y, known, _ = results_from_frame(case.table).accuracy_data()
+    model = MonotoneGPModel().fit(X, y, noise_variance=known)
+    truth = case.surface.accuracy(X[:, 0].astype(int), X[:, 1])
+    spread = np.sqrt(np.mean((y - truth) ** 2))  # what the rows are off their truth (about 0.9 point)
+    assert 0.6 * spread < np.sqrt(model.noise_) < 1.6 * spread, (np.sqrt(model.noise_), spread)
+
+
 def test_the_trend_finds_a_pruning_knee_and_keeps_none_on_a_smooth_surface():
     knee = Surface(knee=0.7, q=2.5, prune_drop=0.12)
     mux, sparsity = (a.ravel() for a in np.meshgrid([1, 2, 4, 8], [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9], indexing="ij"))

@@ -244,7 +244,7 @@ class MonotoneGPModel(_PerformanceModel):
 
 class RestrictedNoiseOptimizer:
     """A `GaussianProcessRegressor` optimizer for the residual GP (a class, so that fitted models
-    pickle): the kernel by maximum likelihood, then its white-noise level by the restricted (REML)
+    pickle): the kernel by maximum likelihood (from two starts), then its white-noise level by the restricted (REML)
     likelihood, with the trend's fitted parameters (`basis`: its Jacobian at the rows) integrated
     out (Rasmussen and Williams 2006, eq. 2.45). The trend's p parameters leave its residuals n - p
     degrees of freedom, so plain maximum likelihood puts the noise variance near (n - p) / n of
@@ -253,7 +253,7 @@ class RestrictedNoiseOptimizer:
     the trend's span is not identified under REML, whose fit then let the GP's amplitude drift up
     to its bound and raised violations with training noise on the generated suite (7.8% to
     10.9%). Plain likelihood throughout when the basis leaves fewer than 3 degrees of freedom.
-    The white noise must be the kernel's last hyperparameter."""
+    The kernel's amplitude must be its first hyperparameter and the white noise its last."""
 
     def __init__(self, kernel, Z, r, alpha, basis):
         self.kernel, self.Z, self.r, self.alpha = kernel, Z, r, alpha
@@ -261,7 +261,16 @@ class RestrictedNoiseOptimizer:
         self.U = u[:, singular > 1e-8 * max(singular.max(initial=0.0), 1e-300)]
 
     def __call__(self, obj_func, initial_theta, bounds):
-        result = minimize(obj_func, initial_theta, jac=True, method="L-BFGS-B", bounds=bounds)
+        # two starts: the kernel's own, and one that explains the residuals as noise (amplitude at
+        # its lower bound, white noise at the residuals' whole variance). From the first alone
+        # the likelihood can stop in a rough-signal mode with the noise at its floor when the
+        # noise mode is more likely (a table with one point of training noise: -32.5 against
+        # -31.3), and the bound then trusts each noisy row as if it were the truth.
+        noise_start = np.r_[bounds[0, 0], initial_theta[1:-1], np.clip(0.0, *bounds[-1])]
+        result = min(
+            (minimize(obj_func, start, jac=True, method="L-BFGS-B", bounds=bounds) for start in (initial_theta, noise_start)),
+            key=lambda r: r.fun,
+        )
         theta = result.x.copy()
         if len(self.r) - self.U.shape[1] < 3:
             return theta, result.fun

@@ -235,7 +235,10 @@ def measure(surface: Surface, points: pd.DataFrame, noise: str, throughput_noise
 
 
 def suite(families=FAMILIES, seeds=range(12), training_noise: float = 0.0,
-          noise_scale: float = 1.0) -> list[Case]:  # fmt: skip
-    """`make_case(family, seed)` for every family and seed (grids and noise drawn per seed)."""
-    return [make_case(family, 1000 * i + seed, training_noise=training_noise, noise_scale=noise_scale)
+          noise_scale: float = 1.0, measured_fraction: float | None = None) -> list[Case]:  # fmt: skip
+    """`make_case(family, seed)` for every family and seed (grids and noise drawn per seed);
+    `measured_fraction` = 1 measures every grid point (the same surfaces and grids, other noise
+    draws)."""
+    return [make_case(family, 1000 * i + seed, training_noise=training_noise, noise_scale=noise_scale,
+                      measured_fraction=measured_fraction)
             for i, family in enumerate(families) for seed in seeds]  # fmt: skip
