@@ -244,8 +244,8 @@ class MonotoneGPModel(_PerformanceModel):
 
 class RestrictedNoiseOptimizer:
     """A `GaussianProcessRegressor` optimizer for the residual GP (a class, so that fitted models
-    pickle): the kernel by maximum likelihood (from two starts), then its white-noise level by the restricted (REML)
-    likelihood, with the trend's fitted parameters (`basis`: its Jacobian at the rows) integrated
+    pickle): the kernel by maximum likelihood (from two starts), then its white-noise level by the
+    restricted (REML) likelihood, with the trend's fitted parameters (`basis`: its Jacobian at the rows) integrated
     out (Rasmussen and Williams 2006, eq. 2.45). The trend's p parameters leave its residuals n - p
     degrees of freedom, so plain maximum likelihood puts the noise variance near (n - p) / n of
     the truth: with 20 rows and a 7-parameter trend, a third short (0.68 of it against REML's 0.95
@@ -267,10 +267,9 @@ class RestrictedNoiseOptimizer:
         # noise mode is more likely (a table with one point of training noise: -32.5 against
         # -31.3), and the bound then trusts each noisy row as if it were the truth.
         noise_start = np.r_[bounds[0, 0], initial_theta[1:-1], np.clip(0.0, *bounds[-1])]
-        result = min(
-            (minimize(obj_func, start, jac=True, method="L-BFGS-B", bounds=bounds) for start in (initial_theta, noise_start)),
-            key=lambda r: r.fun,
-        )
+        starts = (initial_theta, noise_start)
+        fits = [minimize(obj_func, x0, jac=True, method="L-BFGS-B", bounds=bounds) for x0 in starts]
+        result = min(fits, key=lambda fit: fit.fun)
         theta = result.x.copy()
         if len(self.r) - self.U.shape[1] < 3:
             return theta, result.fun
