@@ -86,20 +86,36 @@ def predict_family(template: Surface, theta, covariance, mux, sparsity):
     return mean, std
 
 
-def family_oracle_pick(case, results, grid, floor, confidence, cache: dict) -> int:
-    """The fastest grid point (true throughput) whose fitted lower bound clears the floor."""
-    key = ("family", case.name)
-    if key not in cache:
-        table = case.table
+def family_estimates(case, cache: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the accuracy of every point of the case's grid, from the formula fitted to
+    its table (cached by case name)."""
+    if case.name not in cache:
+        table, grid = case.table, case.grid
         variance = None
         if "eval_examples" in table:
             p = table["accuracy"].to_numpy(float)
             variance = np.clip(p * (1 - p), 0.01, None) / table["eval_examples"].to_numpy(float)
             variance = variance + case.training_noise**2  # it knows the training noise's std too
         theta, cov = fit_family(case.surface, table["mux"], table["sparsity"], table["accuracy"], variance)
-        cache[key] = predict_family(case.surface, theta, cov, grid["mux"], grid["sparsity"])
-    mean, std = cache[key]
+        cache[case.name] = predict_family(case.surface, theta, cov, grid["mux"], grid["sparsity"])
+    return cache[case.name]
+
+
+def family_oracle_pick(case, results, grid, floor, confidence, cache: dict) -> int:
+    """The fastest grid point (true throughput) whose fitted lower bound clears the floor."""
+    mean, std = family_estimates(case, cache)
     dead = grid["mux"].to_numpy() == (case.surface.dead_mux or -1)
     ok = (mean - NormalDist().inv_cdf(confidence) * std >= floor) & ~dead
     throughput = grid["throughput"].to_numpy(float)
     return int(np.argmax(np.where(ok, throughput, -np.inf))) if ok.any() else baseline_index(grid)
+
+
+def family_oracle_method(cases):
+    """The oracle as a `replay` method over `cases` (a table's `source` names its case), with the
+    fits of every case cached."""
+    by_name, cache = {case.name: case for case in cases}, {}
+
+    def pick(results, grid, floor, confidence):
+        return family_oracle_pick(by_name[results.source], results, grid, floor, confidence, cache)
+
+    return pick

@@ -17,7 +17,7 @@ import argparse
 import time
 
 import pandas as pd
-from family_oracle import family_oracle_pick  # benchmarks/ is on the path when run as a script
+from family_oracle import family_oracle_method  # benchmarks/ is on the path when run as a script
 from recommender import autoprumux_pick
 
 from autoprumux.meta.replay import environment, replay
@@ -47,18 +47,11 @@ def main(argv=None) -> None:
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     cases = suite(FAMILIES, seeds, training_noise=args.training_noise, noise_scale=args.noise_scale,
                   measured_fraction=args.measured_fraction)
-    by_name, fits = {case.name: case for case in cases}, {}
-
-    def oracle(results, grid, floor, confidence):
-        return family_oracle_pick(by_name[results.source], results, grid, floor, confidence, fits)
-
-    methods = {}
-    for level in levels:
-        methods[f"{RECOMMEND} {level:g}"] = at_confidence(autoprumux_pick, level)
-        methods[f"{ORACLE} {level:g}"] = at_confidence(oracle, level)
-    frame = replay(cases, methods)
-    frame["confidence"] = frame["method"].str.rsplit(" ", n=1).str[1].astype(float)
-    frame["method"] = frame["method"].str.rsplit(" ", n=1).str[0]
+    pickers = {RECOMMEND: autoprumux_pick, ORACLE: family_oracle_method(cases)}
+    labels = {f"{name} {level:g}": (name, level) for level in levels for name in pickers}
+    frame = replay(cases, {label: at_confidence(pickers[name], level) for label, (name, level) in labels.items()})
+    frame["confidence"] = frame["method"].map(lambda label: labels[label][1])
+    frame["method"] = frame["method"].map(lambda label: labels[label][0])
     table = (
         frame.groupby(["confidence", "method"])
         .agg(regret=("regret", "mean"), violations=("violation", "mean"))
@@ -66,7 +59,7 @@ def main(argv=None) -> None:
     )
     table.columns = [f"{method} {what}" for what, method in table.columns]
     table = table[[f"{m} {w}" for m in (RECOMMEND, ORACLE) for w in ("regret", "violations")]]
-    print(f"{len(cases)} cases, {len(frame) // len(methods)} decisions per method and level, noise x "
+    print(f"{len(cases)} cases, {len(frame) // len(labels)} decisions per method and level, noise x "
           f"{args.noise_scale:g}, training noise {args.training_noise:g}, measured share "
           f"{args.measured_fraction or '0.4-0.6'}, {time.perf_counter() - start:.0f} s")  # fmt: skip
     print(environment())

@@ -18,7 +18,7 @@ from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
-from family_oracle import family_oracle_pick  # benchmarks/ is on the path when run as a script
+from family_oracle import family_estimates, family_oracle_pick  # benchmarks/ is on the path
 from recommender import grid_choices, models_of
 
 from autoprumux.meta.budget import DEFAULT_CONFIDENCE, accuracy_floor
@@ -45,7 +45,7 @@ def main(argv=None) -> None:
             floor = accuracy_floor(results.baseline_accuracy, budget)
             scored = score_candidates(models, candidates, floor, DEFAULT_CONFIDENCE, results)
             pick = family_oracle_pick(case, results, grid, floor, DEFAULT_CONFIDENCE, cache)
-            oracle_mean, oracle_std = cache[("family", case.name)]
+            oracle_mean, oracle_std = family_estimates(case, cache)
             at = (scored["mux"] == grid.loc[pick, "mux"]) & np.isclose(scored["sparsity"], grid.loc[pick, "sparsity"])
             row = scored[at].iloc[0]
             records.append({

@@ -28,7 +28,7 @@ from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
-from family_oracle import family_oracle_pick  # benchmarks/ is on the path when run as a script
+from family_oracle import family_oracle_method  # benchmarks/ is on the path when run as a script
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
@@ -118,7 +118,6 @@ METHODS = {
 
 #: not a product method: knows the generating formula and the true throughput
 FAMILY_ORACLE = "family oracle (knows the formula)"
-_FAMILY_CACHE: dict = {}
 
 
 def coverage_table(cases) -> pd.DataFrame:
@@ -175,9 +174,7 @@ def main(argv=None) -> None:
         CANDIDATES["accuracy"] = {args.accuracy_model: known[args.accuracy_model]}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     cases = suite(args.families.split(","), seeds, training_noise=args.training_noise, noise_scale=args.noise_scale)
-    by_name = {case.name: case for case in cases}
-    methods = {**METHODS, FAMILY_ORACLE: lambda results, grid, floor, confidence: family_oracle_pick(
-        by_name[results.source], results, grid, floor, confidence, _FAMILY_CACHE)}  # fmt: skip
+    methods = {**METHODS, FAMILY_ORACLE: family_oracle_method(cases)}
     start = time.perf_counter()
     frame = replay(cases, methods, confidence=args.confidence)
     cov = coverage_table(cases)

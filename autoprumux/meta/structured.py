@@ -245,15 +245,15 @@ class MonotoneGPModel(_PerformanceModel):
 class RestrictedNoiseOptimizer:
     """A `GaussianProcessRegressor` optimizer for the residual GP (a class, so that fitted models
     pickle): the kernel by maximum likelihood (from two starts), then its white-noise level by the
-    restricted (REML) likelihood, with the trend's fitted parameters (`basis`: its Jacobian at the rows) integrated
-    out (Rasmussen and Williams 2006, eq. 2.45). The trend's p parameters leave its residuals n - p
-    degrees of freedom, so plain maximum likelihood puts the noise variance near (n - p) / n of
-    the truth: with 20 rows and a 7-parameter trend, a third short (0.68 of it against REML's 0.95
-    on a known noise, see the tests). Only the noise level is restricted: a smooth component in
-    the trend's span is not identified under REML, whose fit then let the GP's amplitude drift up
-    to its bound and raised violations with training noise on the generated suite (7.8% to
-    10.9%). Plain likelihood throughout when the basis leaves fewer than 3 degrees of freedom.
-    The kernel's amplitude must be its first hyperparameter and the white noise its last."""
+    restricted (REML) likelihood, with the trend's fitted parameters (`basis`: its Jacobian at the
+    rows) integrated out (Rasmussen and Williams 2006, eq. 2.45). The trend's p parameters leave its
+    residuals n - p degrees of freedom, so plain maximum likelihood puts the noise variance near
+    (n - p) / n of the truth: with 20 rows and a 7-parameter trend, a third short (0.68 of it against
+    REML's 0.95 on a known noise, see the tests). Only the noise level is restricted: a smooth
+    component in the trend's span is not identified under REML, whose fit then let the GP's
+    amplitude drift up to its bound and raised violations with training noise on the generated suite
+    (7.8% to 10.9%). Plain likelihood throughout when the basis leaves fewer than 3 degrees of
+    freedom. The kernel's amplitude must be its first hyperparameter and the white noise its last."""
 
     def __init__(self, kernel, Z, r, alpha, basis):
         self.kernel, self.Z, self.r, self.alpha = kernel, Z, r, alpha
