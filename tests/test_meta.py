@@ -181,6 +181,28 @@ def test_measurement_error_comes_from_eval_examples():
     assert np.allclose(y, results.configurations["accuracy"])
 
 
+def test_a_lucky_spread_of_one_repeat_does_not_widen_every_row():
+    # 16 configurations measured once with 0.2 point of noise, one measured twice 4 points apart:
+    # the pooled spread (one degree of freedom) is 400 times the noise; told it, the model would
+    # give every row measured once that variance. The models are told at most the noise fitted
+    # beyond the binomial variance when each configuration counts as one measurement.
+    from autoprumux.meta.selection import training_seed_variance
+
+    table = synthetic_table(mux=(1, 2, 4, 8), sparsity=(0.0, 0.3, 0.5, 0.7), accuracy_noise=0.002, seed=4)
+    twice = table[(table["mux"] == 2) & (table["sparsity_target"] == 0.5)].assign(accuracy=lambda t: t["accuracy"] - 0.04)
+    results = results_from_frame(pd.concat([table, twice], ignore_index=True))
+    assert results.seed_variance == pytest.approx(0.04**2 / 2)
+    told = training_seed_variance(results)
+    assert 0 < told < results.seed_variance / 10
+    models = fit_performance_models(results)
+    assert models.seed_variance == told
+    once = results.accuracy_data(told)[3]["repeats"].to_numpy() == 1
+    assert np.allclose(models.fit_params["accuracy"]["noise_variance"][once], told)
+    # a spread within the fitted noise is kept as it is
+    close = results_from_frame(pd.concat([table, twice.assign(accuracy=twice["accuracy"] + 0.0395)], ignore_index=True))
+    assert training_seed_variance(close) == close.seed_variance > 0
+
+
 def test_measured_configurations_with_a_known_error_are_estimated_by_the_measurement():
     from autoprumux.meta.optimizer import accuracy_estimates
 

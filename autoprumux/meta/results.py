@@ -76,19 +76,20 @@ class Results:
         dof = int((by_config.size() - 1).sum())
         return float(spread.sum() / dof) if dof > 0 else float("nan")
 
-    def accuracy_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+    def accuracy_data(self, seed_variance: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
         """What the accuracy models are fitted on: one row per configuration that is not
         collapsed, as features [mux, mean measured sparsity], the mean accuracy of its repeats,
         the variance of that mean as far as the table knows it, and those configurations.
 
         The variance is the binomial one (from `eval_examples`; repeats on one dev set share it,
-        so it counts once however many there are) plus `seed_variance` / repeats. A model adds
-        the noise beyond it that it fits (with one measurement per configuration, all of the
-        training-seed noise). NaN where neither part is known."""
+        so it counts once however many there are) plus a training seed's variance (`seed_variance`,
+        by default the table's own, `Results.seed_variance`) / repeats. A model adds the noise
+        beyond it that it fits (with one measurement per configuration, all of the training-seed
+        noise). NaN where neither part is known."""
         configs = self.configurations[~self.configurations["collapsed"]].reset_index(drop=True)
         X = configs[["mux", "feature_sparsity"]].to_numpy(dtype=float)
         binomial = configs["accuracy_variance"].to_numpy(float)
-        seed = self.seed_variance
+        seed = self.seed_variance if seed_variance is None else seed_variance
         if np.isfinite(seed):
             binomial = np.nan_to_num(binomial) + seed / configs["repeats"].to_numpy(float)
         return X, configs["accuracy"].to_numpy(float), binomial, configs

@@ -33,7 +33,7 @@ from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
 from autoprumux.table import write_atomically
 
 MODELS_FILENAME = "performance_models.joblib"
-_FORMAT = 12
+_FORMAT = 13
 #: configurations are dealt into this many folds: each fold hides about a fifth of the table's
 #: configurations at once, as a sweep leaves much of its grid unmeasured (one-out was too kind
 #: to the models: its held-out errors, and so the calibrated bounds, came out too small)
@@ -92,7 +92,9 @@ class FittedModels:
     percent), `rmse` (on the modelled scale), `regret` (accuracy: decision regret), `std_scale`
     and `chosen`. `X` and `y["throughput"]` hold every row; the accuracy model saw one row per
     configuration that is not collapsed (`accuracy_X`, `y["accuracy"]`: `Results.accuracy_data`);
-    `fit_params` are each target's extra fit arrays, aligned with those.
+    `fit_params` are each target's extra fit arrays, aligned with those; `seed_variance` is the
+    training seed's variance in the accuracy rows' known variance (`training_seed_variance`; NaN
+    when no configuration was measured twice).
     """
 
     accuracy: TargetModel
@@ -108,6 +110,7 @@ class FittedModels:
     fit_params: dict = field(default_factory=dict, repr=False)
     accuracy_X: np.ndarray | None = field(default=None, repr=False)
     collapsed: list = field(default_factory=list)  # (mux, sparsity) of collapsed configurations
+    seed_variance: float = float("nan")  # a training seed's variance the accuracy model was told
     format: int = _FORMAT
     version: str = __version__
 
@@ -211,12 +214,13 @@ def _score_candidate(target, name, estimator, data, results):
     return row, model
 
 
-def _target_data(results: Results, max_folds: int) -> dict:
+def _target_data(results: Results, max_folds: int, seed_variance: float | None = None) -> dict:
     """Per target: X, y, fit arrays, CV fold of each row, configuration index of each row (0..G-1
     over the configurations used) and those configurations. Accuracy has one row per configuration
-    that is not collapsed (`Results.accuracy_data`), throughput one per table row."""
+    that is not collapsed (`Results.accuracy_data`, with `seed_variance`), throughput one per table
+    row."""
     groups, folds = configuration_groups(results), configuration_folds(results, max_folds)
-    X, y, noise, trained = results.accuracy_data()
+    X, y, noise, trained = results.accuracy_data(seed_variance)
     kept = np.flatnonzero(~results.configurations["collapsed"].to_numpy(bool))
     configs = results.configurations
     return {
@@ -261,7 +265,8 @@ def fit_performance_models(
             f"{results.source}: only {trained} of its {len(results.configurations)} configurations is above chance "
             f"accuracy ({results.chance:.3f}); at least 2 are needed to fit the accuracy model"
         )
-    data = _target_data(results, max_folds)
+    seed_variance = training_seed_variance(results)
+    data = _target_data(results, max_folds, seed_variance)
     rows, chosen = [], {}
     for target in TARGETS:
         scored = [_score_candidate(target, n, e, data[target], results) for n, e in candidates[target].items()]
@@ -283,7 +288,31 @@ def fit_performance_models(
         fit_params={"accuracy": data["accuracy"][2], "throughput": {"flops": results.flops}},
         accuracy_X=data["accuracy"][0],
         collapsed=[(int(m), float(s)) for m, s in zip(collapsed["mux"], collapsed["sparsity"], strict=True)],
+        seed_variance=seed_variance,
     )
+
+
+def training_seed_variance(results: Results) -> float:
+    """The training seed's variance the accuracy models are told: the pooled spread of repeats
+    (`Results.seed_variance`; NaN when nothing was repeated), at most the noise that a monotone
+    GP fits beyond the binomial variance when each configuration's mean counts as one measurement.
+
+    The pooled spread has as many degrees of freedom as there are repeats, often one to three, and
+    every configuration measured once carries all of it in its known variance. A high draw (a
+    chi-square with one degree of freedom exceeds twice its mean one time in six) widened the
+    bound of every row, and the fitted noise beyond it cannot go below zero to make up for it
+    (`benchmarks/seed_variance.py` sets the noise given against the rows' errors on simulated
+    sweeps). The cap comes from every configuration. A low draw needs none: the fitted noise
+    makes up the rest, and a repeat then gets less credit than it earns, which errs on the safe
+    side."""
+    pooled = results.seed_variance
+    if not np.isfinite(pooled) or pooled <= 0:
+        return pooled
+    X, y, known, _ = results.accuracy_data(seed_variance=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        beyond = MonotoneGPModel().fit(X, y, known).noise_
+    return float(min(pooled, beyond))
 
 
 def models_path(results: Results) -> Path:

@@ -207,7 +207,7 @@ def _greedy_picks(
     remaining = candidates.reset_index(drop=True)
     while len(picks) < n and not remaining.empty:
         scored = score_candidates(models, remaining, floor, confidence, results)
-        noise_again = repeat_noise(models, noise, scored, results.seed_variance)
+        noise_again = repeat_noise(models, noise, scored, models.seed_variance)
         certified = certification_probability(scored, floor, confidence, noise_again)
         score, p_feasible = constrained_expected_improvement(scored, incumbent, certified)
         # a measured configuration is worth a repeat only when `recommend` cannot pick it yet and
@@ -244,7 +244,7 @@ def repeat_noise(models: FittedModels, known: np.ndarray, scored: pd.DataFrame, 
     share one dev set: one more does not shrink it), f a training seed's variance and s the rest,
     which repeats do not average either; one more repeat makes it b + s + f/(k+1), and the
     equivalent independent measurement is the inverse of that gain in precision (infinite when
-    f = 0: another seed teaches nothing). f is `Results.seed_variance` once some configuration
+    f = 0: another seed teaches nothing). f is the models' `seed_variance` once some configuration
     was measured twice, and s is then W; before that, the table cannot tell the two apart, and W
     is taken as all seed noise, so that a first repeat can find out."""
     known = np.asarray(known, float)
