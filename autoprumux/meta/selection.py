@@ -300,9 +300,10 @@ def training_seed_variance(results: Results) -> float:
     The pooled spread has as many degrees of freedom as there are repeats, often one to three, and
     every configuration measured once carries all of it in its known variance. A high draw (a
     chi-square with one degree of freedom exceeds twice its mean one time in six) widened the
-    bound of every row, and the fitted noise beyond it cannot go below zero to make up for it
-    (`benchmarks/seed_variance.py` sets the noise given against the rows' errors on simulated
-    sweeps). The cap comes from every configuration. A low draw needs none: the fitted noise
+    bound of every row, and the fitted noise beyond it cannot go below zero to make up for it: on
+    simulated sweeps such a configuration was given 1.2-1.5 times the noise its error showed,
+    and 0.8-1.1 times with the cap (`benchmarks/seed_variance.py`). The cap comes from every
+    configuration. A low draw needs none: the fitted noise
     makes up the rest, and a repeat then gets less credit than it earns, which errs on the safe
     side."""
     pooled = results.seed_variance
