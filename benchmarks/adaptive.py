@@ -42,7 +42,7 @@ import pandas as pd
 
 from autoprumux.meta.budget import accuracy_floor, parse_budget
 from autoprumux.meta.optimizer import recommend
-from autoprumux.meta.replay import CLEAR_MARGIN, environment, grid_index, regret_of
+from autoprumux.meta.replay import CLEAR_MARGIN, environment, grid_index, regret_of, write_csv
 from autoprumux.meta.results import results_from_frame
 from autoprumux.meta.selection import fit_performance_models
 from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
@@ -292,11 +292,9 @@ def main(argv=None) -> None:
                                "higher": int((wide["suggest"] > wide[peer] + 1e-12).sum()),
                                "equal": int((abs(wide["suggest"] - wide[peer]) <= 1e-12).sum())}
                         for peer in ORDERS if peer != "suggest"}).T.to_string())  # fmt: skip
+    write_csv(frame, args.out, "adaptive.csv")
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out / "adaptive.csv", index=False)
-        plot(frame, out / "regret.png")
+        plot(frame, Path(args.out) / "regret.png")
 
 
 if __name__ == "__main__":

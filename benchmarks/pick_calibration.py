@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -30,7 +29,15 @@ from family_oracle import family_estimates, family_oracle_pick
 from recommender import autoprumux_recommendation, models_of
 
 from autoprumux.meta.budget import DEFAULT_CONFIDENCE, accuracy_floor
-from autoprumux.meta.replay import BUDGETS, baseline_index, environment, grid_index, measured_mask, regret_of
+from autoprumux.meta.replay import (
+    BUDGETS,
+    baseline_index,
+    environment,
+    grid_index,
+    measured_mask,
+    regret_of,
+    write_csv,
+)
 from autoprumux.meta.results import results_from_frame
 from autoprumux.meta.surfaces import FAMILIES, suite
 
@@ -135,10 +142,7 @@ def main(argv=None) -> None:
         f"z of recommend's model at the {len(held)} unmeasured, uncollapsed grid points: mean {held.mean():.3f}, "
         f"sd {held.std():.3f}"
     )
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out / "decisions.csv", index=False)
+    write_csv(frame, args.out, "decisions.csv")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -36,7 +35,15 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from autoprumux.meta.budget import DEFAULT_CONFIDENCE
 from autoprumux.meta.models import GaussianProcessModel
 from autoprumux.meta.optimizer import recommend
-from autoprumux.meta.replay import COVERAGE_LEVELS, baseline_index, coverage, environment, grid_index, replay
+from autoprumux.meta.replay import (
+    COVERAGE_LEVELS,
+    baseline_index,
+    coverage,
+    environment,
+    grid_index,
+    replay,
+    write_csv,
+)
 from autoprumux.meta.results import mux_sparsity_features, results_from_frame
 from autoprumux.meta.selection import default_candidates, fit_performance_models
 from autoprumux.meta.surfaces import FAMILIES, suite
@@ -191,11 +198,8 @@ def main(argv=None) -> None:
     print(against_family_oracle(frame).to_string(float_format=lambda v: f"{v:.3f}"))
     print("coverage of the one-sided accuracy bound on unmeasured configurations:")
     print(cov.groupby("level")[["autoprumux recommend", "plain GP"]].mean().to_string(float_format=lambda v: f"{v:.3f}"))
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out / "decisions.csv", index=False)
-        cov.to_csv(out / "coverage.csv", index=False)
+    write_csv(frame, args.out, "decisions.csv")
+    write_csv(cov, args.out, "coverage.csv")
 
 
 if __name__ == "__main__":

@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from adaptive import ORDERS, Sweep, suggest_order  # benchmarks/ is on the path when run as a script
 
 from autoprumux.meta.budget import parse_budget
-from autoprumux.meta.replay import environment
+from autoprumux.meta.replay import environment, write_csv
 from autoprumux.meta.selection import training_seed_variance
 from autoprumux.meta.structured import MonotoneGPModel
 from autoprumux.meta.surfaces import FAMILIES, make_case
@@ -112,10 +111,7 @@ def main(argv=None) -> None:
     print("noise given to a configuration's mean / its squared error from the truth (summed), and the seed "
           "variance told / the training noise's variance (mean), by degrees of freedom of the repeats' spread:")  # fmt: skip
     print(summary(frame, args.training_noise).to_string(float_format=lambda v: f"{v:.2f}"))
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out / "tables.csv", index=False)
+    write_csv(frame, args.out, "tables.csv")
 
 
 if __name__ == "__main__":

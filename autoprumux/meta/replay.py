@@ -12,7 +12,9 @@ grid's unmeasured configurations whose true accuracy is at least the one-sided l
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -22,6 +24,7 @@ from autoprumux.machine import package_versions
 from autoprumux.meta.budget import DEFAULT_CONFIDENCE, accuracy_floor
 from autoprumux.meta.results import Results, results_from_frame
 from autoprumux.meta.surfaces import Case
+from autoprumux.table import write_atomically
 
 BUDGETS = (0.01, 0.02, 0.03, 0.05)
 COVERAGE_LEVELS = (0.9, 0.8, 0.5)
@@ -39,6 +42,13 @@ PACKAGES = ("numpy", "scipy", "scikit-learn", "pandas", "optuna")
 def environment() -> str:
     """One line naming Python and the versions of `PACKAGES`, for a benchmark's output."""
     return package_versions(PACKAGES)
+
+
+def write_csv(frame: pd.DataFrame, folder: str | os.PathLike | None, name: str) -> None:
+    """Write a benchmark's `frame` to `folder`/`name` atomically (the folder made if need be);
+    nothing when `folder` is None (a run without --out)."""
+    if folder is not None:
+        write_atomically(Path(folder) / name, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def regret_of(case: Case, floor: float, pick: int, margin: float = 0.0) -> tuple[float, bool]:
