@@ -303,9 +303,8 @@ def training_seed_variance(results: Results) -> float:
     bound of every row, and the fitted noise beyond it cannot go below zero to make up for it: on
     simulated sweeps such a configuration was given 1.2-1.5 times the noise its error showed,
     and 0.8-1.1 times with the cap (`benchmarks/seed_variance.py`). The cap comes from every
-    configuration. A low draw needs none: the fitted noise
-    makes up the rest, and a repeat then gets less credit than it earns, which errs on the safe
-    side."""
+    configuration. A low draw needs none: the fitted noise makes up the rest, and a repeat then
+    gets less credit than it earns, which errs on the safe side."""
     pooled = results.seed_variance
     if not np.isfinite(pooled) or pooled <= 0:
         return pooled

@@ -15,12 +15,12 @@ With `repeats`, a measured configuration that is faster than the incumbent but n
 seed averages its training noise away. It is off by default: on simulated sweeps with one point
 of training noise repeats pay (the lowest regret of every order after 24 trainings), but with
 three points they only break even, and without training noise they cost about a training per
-sweep (results/adaptive/README.md). Its gain is its measured throughput over the incumbent's; one more repeat
-adds only what it averages away (`repeat_noise`), since repeats are evaluated on one dev set and
-share its sampling error. After each pick, the accuracy model conditions on the pick's predicted
-value as if it had been measured ("kriging believer"; its kernel and trend are kept, not
-estimated again from a row that carries no information), and picks keep a minimum sparsity
-distance within one N, so the K suggestions spread out instead of piling up at one spot.
+sweep (results/adaptive/README.md). Its gain is its measured throughput over the incumbent's;
+one more repeat adds only what it averages away (`repeat_noise`), since repeats are evaluated on
+one dev set and share its sampling error. After each pick, the accuracy model conditions on the
+pick's predicted value as if it had been measured ("kriging believer"; its kernel and trend are
+kept, not estimated again from a row that carries no information), and picks keep a minimum
+sparsity distance within one N, so the K suggestions spread out instead of piling up at one spot.
 """
 
 from __future__ import annotations
