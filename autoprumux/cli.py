@@ -456,9 +456,9 @@ def _add_meta_commands(sub) -> None:
     p = sub.add_parser("suggest", help="the next configurations worth training")
     p.add_argument("--budget", required=True, help="accuracy loss allowed: 3%% or 0.03")
     p.add_argument("--n", type=_positive_int("--n"), default=3, help="how many (default 3)")
-    p.add_argument("--repeats", action="store_true",
+    p.add_argument("--repeats", action=argparse.BooleanOptionalAction, default=True,
                    help="also propose training a measured configuration again with another seed, where recommend "
-                        "cannot certify it yet")
+                        "cannot certify it yet (default; --no-repeats proposes only configurations never measured)")
     _add_budget_options(p, table_help)
     for flag, parse, text in choices:
         p.add_argument(flag, type=parse, help=text)

@@ -12,9 +12,12 @@ error (`surfaces.measure`); without training noise it measures the same accuracy
 starts from the baseline and 3 random points (the same for every order) and adds `--batch`
 trainings at a time, in one of five orders:
 
-- ``suggest``: `autoprumux suggest` (constrained expected improvement; see meta/suggestion.py);
-- ``suggest --repeats``: the same, allowed to propose training a measured configuration again
-  (the next seed);
+- ``suggest --no-repeats``: `autoprumux suggest --no-repeats` (constrained expected improvement;
+  see meta/suggestion.py), which proposes only configurations never measured;
+- ``suggest``: `autoprumux suggest` as it runs by default, also allowed to propose training a
+  measured configuration again (the next seed). At 89df99a and before, repeats were off by
+  default and these two orders were called ``suggest`` and ``suggest --repeats``; each keeps its
+  place in `ORDERS`, so its random fill-ins and its rows are the same under the new name;
 - ``random``: uniformly random among the unmeasured configurations;
 - ``optuna TPE`` / ``optuna GP``: Optuna's TPESampler / GPSampler maximising measured throughput
   with the constraint floor - measured accuracy <= 0 (`constraints_func`), over the grid indices;
@@ -49,7 +52,7 @@ from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
 from autoprumux.meta.suggestion import suggest
 from autoprumux.meta.surfaces import FAMILIES, make_case, measure
 
-ORDERS = ("suggest", "suggest --repeats", "random", "optuna TPE", "optuna GP", "full grid")
+ORDERS = ("suggest --no-repeats", "suggest", "random", "optuna TPE", "optuna GP", "full grid")
 #: seeds measured in advance per configuration: the most trainings `suggest` can spend on one
 REPEATS = 4
 #: one model per target (no selection) keeps a simulated sweep affordable on two cores
@@ -169,7 +172,7 @@ def simulate(case, seed: int, budget: float, batch: int, cap: int) -> pd.DataFra
     for order in ORDERS:
         if order.startswith("suggest"):  # its own generator for the random fill-ins: the random order's stays its own
             own = np.random.default_rng([seed, ORDERS.index(order)])
-            step = suggest_order(sweep, budget, own, repeats=order == "suggest --repeats")
+            step = suggest_order(sweep, budget, own, repeats=order == "suggest")
         elif order == "random":
             step = lambda measured, batch: _random(sweep, measured, batch, rng)  # noqa: E731
         elif order == "full grid":

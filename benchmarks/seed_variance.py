@@ -1,20 +1,22 @@
 """How much noise the accuracy model gives a row, against what the rows are off their truth,
-in tables that repeat some configurations (simulated `suggest --repeats` sweeps).
+in tables that repeat some configurations (simulated `suggest` sweeps, which propose repeats).
 
     OMP_NUM_THREADS=1 python benchmarks/seed_variance.py [--seeds 6] [--training-noise 0.01] [--out FOLDER]
 
 The sweeps are those of `benchmarks/adaptive.py` (same cases, start points and measurements; the
-order `suggest --repeats`, to 24 trainings). At every step whose table has a configuration
-measured twice (and, for reference, at every step before), the accuracy model (a monotone GP, the sweeps' model) is fitted twice on the same
-table: told the pooled spread of the repeats as a training seed's variance (`Results.seed_variance`,
-what the models were told before `selection.training_seed_variance`), and told that spread capped
-by the noise fitted beyond the binomial variance (`training_seed_variance`, what they are told now).
-For each, the noise it gives a configuration's mean (its known variance plus the fitted noise
-beyond it) is set against the squared error of that mean from the surface's truth, summed over
-the configurations measured once and, apart, over those measured more often: a ratio of 1 is
-right, above 1 the model's bounds are wider than the noise asks. By the degrees of freedom of
-the pooled spread (repeats); the tables of a sweep before its first repeat (0) show what the model
-gives a configuration measured once when the table tells it nothing of the seeds.
+order `suggest`, with repeats, which was `suggest --repeats` before repeats became the default;
+24 trainings). At every step whose table has a configuration measured twice (and, for reference,
+at every step before), the accuracy model (a monotone GP, the sweeps' model) is fitted twice on
+the same table: told the pooled spread of the repeats as a training seed's variance
+(`Results.seed_variance`, what the models were told before `selection.training_seed_variance`),
+and told that spread capped by the noise fitted beyond the binomial variance
+(`training_seed_variance`, what they are told now). For each, the noise it gives a
+configuration's mean (its known variance plus the fitted noise beyond it) is set against the
+squared error of that mean from the surface's truth, summed over the configurations measured once
+and, apart, over those measured more often: a ratio of 1 is right, above 1 the model's bounds are
+wider than the noise asks. By the degrees of freedom of the pooled spread (repeats); the tables
+of a sweep before its first repeat (0) show what the model gives a configuration measured once
+when the table tells it nothing of the seeds.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def noise_given(results, seed_variance: float) -> tuple[np.ndarray, float]:
 
 def sweep_rows(case, seed: int, budget: float) -> list[dict]:
     sweep = Sweep(case, seed)
-    step = suggest_order(sweep, budget, np.random.default_rng([seed, ORDERS.index("suggest --repeats")]), repeats=True)
+    step = suggest_order(sweep, budget, np.random.default_rng([seed, ORDERS.index("suggest")]), repeats=True)
     measured, rows = list(sweep.start), []
     while len(measured) < CAP:
         measured += step(measured, 2)[: CAP - len(measured)]

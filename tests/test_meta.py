@@ -414,19 +414,21 @@ def test_suggest_proposes_measuring_again_a_fast_configuration_measured_just_und
     rec = recommend(results, budget)
     assert (rec.recommendation.mux, rec.recommendation.sparsity) != point
     assert rec.recommendation.throughput < table.loc[fastest, "throughput"]
-    assert not [s for s in suggest(results, budget, n=3).suggestions if s.repeat]  # only when asked for
-    sug = suggest(results, budget, n=3, repeats=True)
+    assert not [s for s in suggest(results, budget, n=3, repeats=False).suggestions if s.repeat]
+    sug = suggest(results, budget, n=3)  # repeats are proposed by default
     again = [s for s in sug.suggestions if s.repeat]
     assert [(s.mux, s.sparsity) for s in again] == [point]
     assert again[0].expected_gain > 0 and "another seed" in again[0].reason
     assert "again, another seed" in format_suggestions(sug)
     assert "autoprumux sweep SPEC --repeat 8,0.5 " in format_suggestions(sug)
-    # the command line says the same with --repeats, and leaves the repeat out without it
+    # the command line says the same by default and with --repeats, and leaves the repeat out
+    # with --no-repeats
     path = tmp_path / "trials.csv"
     table.to_csv(path, index=False)
-    code, out, _ = _run(capsys, "suggest", "--budget", str(budget), "--n", "3", "--results", str(path), "--json", "--repeats")
-    assert code == 0 and [(s["mux"], s["sparsity"]) for s in json.loads(out)["suggestions"] if s["repeat"]] == [point]
-    code, out, _ = _run(capsys, "suggest", "--budget", str(budget), "--results", str(path), "--json")
+    for flag in ([], ["--repeats"]):
+        code, out, _ = _run(capsys, "suggest", "--budget", str(budget), "--n", "3", "--results", str(path), "--json", *flag)
+        assert code == 0 and [(s["mux"], s["sparsity"]) for s in json.loads(out)["suggestions"] if s["repeat"]] == [point]
+    code, out, _ = _run(capsys, "suggest", "--budget", str(budget), "--results", str(path), "--json", "--no-repeats")
     assert code == 0 and not [s for s in json.loads(out)["suggestions"] if s["repeat"]]
     # a repeat that measures the same accuracy again (no training-seed noise after all) tells the
     # models nothing new: the point's posterior does not tighten, and no further repeat is proposed
