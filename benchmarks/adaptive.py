@@ -10,14 +10,14 @@ of a configuration. Each configuration is measured `REPEATS` times (seeds): a re
 fresh offset but is evaluated on the same dev set, so it keeps the first seed's evaluation
 error (`surfaces.measure`); without training noise it measures the same accuracy again. A sweep
 starts from the baseline and 3 random points (the same for every order) and adds `--batch`
-trainings at a time, in one of five orders:
+trainings at a time, in one of six orders:
 
 - ``suggest --no-repeats``: `autoprumux suggest --no-repeats` (constrained expected improvement;
   see meta/suggestion.py), which proposes only configurations never measured;
 - ``suggest``: `autoprumux suggest` as it runs by default, also allowed to propose training a
-  measured configuration again (the next seed). At 89df99a and before, repeats were off by
-  default and these two orders were called ``suggest`` and ``suggest --repeats``; each keeps its
-  place in `ORDERS`, so its random fill-ins and its rows are the same under the new name;
+  measured configuration again (the next seed). Before 41282ce repeats were off by default and
+  these two orders were called ``suggest`` and ``suggest --repeats``; each keeps its place in
+  `ORDERS`, so its random fill-ins and its rows are the same under the new name;
 - ``random``: uniformly random among the unmeasured configurations;
 - ``optuna TPE`` / ``optuna GP``: Optuna's TPESampler / GPSampler maximising measured throughput
   with the constraint floor - measured accuracy <= 0 (`constraints_func`), over the grid indices;
