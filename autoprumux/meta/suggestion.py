@@ -15,8 +15,8 @@ With `repeats`, a measured configuration that is faster than the incumbent but n
 seed averages its training noise away. It is on by default: on simulated sweeps, repeats gave
 lower regret than none with one and two points of training noise (at one point the lowest of
 every order after 24 trainings), about the same with three, and without training noise they cost
-one training per sweep, which a repeat that measures the same value again shows to be useless
-(results/adaptive/README.md). Its gain is its measured throughput over the incumbent's;
+one training in most sweeps, with the same outcome: a repeat that measures the same value again
+shows that further ones are useless (results/adaptive/README.md). Its gain is its measured throughput over the incumbent's;
 one more repeat adds only what it averages away (`repeat_noise`), since repeats are evaluated on
 one dev set and share its sampling error. After each pick, the accuracy model conditions on the
 pick's predicted value as if it had been measured ("kriging believer"; its kernel and trend are
