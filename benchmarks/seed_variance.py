@@ -60,7 +60,8 @@ def sweep_rows(case, seed: int, budget: float) -> list[dict]:
         truth = case.surface.accuracy(configs["mux"].to_numpy(int), configs["sparsity"].to_numpy(float))
         error = (configs["accuracy"].to_numpy(float) - truth) ** 2
         once = configs["repeats"].to_numpy() == 1
-        dof = int((results.rows.groupby(["mux", "config_sparsity"]).size() - 1).sum())
+        trained = results.rows[~results.collapsed_rows]  # as `Results.seed_variance` counts them
+        dof = int((trained.groupby(["mux", "config_sparsity"]).size() - 1).sum())
         row = {"case": case.name, "trainings": len(measured), "dof": dof, "pooled": pooled}
         for name, told in (("pooled", pooled), ("capped", training_seed_variance(results))):
             given, beyond = noise_given(results, told)
