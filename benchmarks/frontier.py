@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import pandas as pd
 from family_oracle import family_oracle_method  # benchmarks/ is on the path when run as a script
 from recommender import autoprumux_pick
 
-from autoprumux.meta.replay import environment, replay
+from autoprumux.meta.replay import environment, replay, write_csv
 from autoprumux.meta.surfaces import FAMILIES, suite
 
 RECOMMEND, ORACLE = "recommend", "family oracle"
@@ -74,7 +75,7 @@ def main(argv=None) -> None:
         levels_met = ", ".join(f"{v:g}" for v in meets.index) or "none"
         print(f"{method}: levels meeting regret and violations <= {TARGET:.0%}: {levels_met}; {lowest}")
     if args.out:
-        frame.to_csv(args.out, index=False)
+        write_csv(frame, Path(args.out).parent, Path(args.out).name)
 
 
 if __name__ == "__main__":

@@ -184,8 +184,8 @@ def test_measurement_error_comes_from_eval_examples():
 def test_a_lucky_spread_of_one_repeat_does_not_widen_every_row():
     # 16 configurations measured once with 0.2 point of noise, one measured twice 4 points apart:
     # the pooled spread (one degree of freedom) is 200 times the noise's variance; told it, the
-    # model would give every row measured once that variance. The models are told at most the noise fitted
-    # beyond the binomial variance when each configuration counts as one measurement.
+    # model would give every row measured once that variance. The models are told at most the
+    # noise fitted beyond the binomial variance when each configuration counts as one measurement.
     from autoprumux.meta.selection import training_seed_variance
 
     table = synthetic_table(mux=(1, 2, 4, 8), sparsity=(0.0, 0.3, 0.5, 0.7), accuracy_noise=0.002, seed=4)

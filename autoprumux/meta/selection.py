@@ -185,7 +185,7 @@ def cross_validated(models: FittedModels, results: Results, target: str) -> tupl
     X = models.accuracy_X if target == "accuracy" else models.X
     y, params = models.y[target], models.fit_params[target]
     estimator = getattr(models, target).estimator
-    folds = _target_data(results, CV_FOLDS)[target][3]
+    folds = _target_data(results, CV_FOLDS, models.seed_variance)[target][3]
     oof, _ = _held_out(estimator, X, y, folds, params)
     return X[:, 0].astype(int), y, oof
 
@@ -308,7 +308,7 @@ def training_seed_variance(results: Results) -> float:
     pooled = results.seed_variance
     if not np.isfinite(pooled) or pooled <= 0:
         return pooled
-    X, y, known, _ = results.accuracy_data(seed_variance=0.0)
+    X, y, known, _ = results.accuracy_data(seed_variance=0.0)  # the binomial variance alone
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         beyond = MonotoneGPModel().fit(X, y, known).noise_

@@ -210,7 +210,7 @@ def _greedy_picks(
     remaining = candidates.reset_index(drop=True)
     while len(picks) < n and not remaining.empty:
         scored = score_candidates(models, remaining, floor, confidence, results)
-        noise_again = repeat_noise(models, noise, scored, models.seed_variance)
+        noise_again = repeat_noise(models, noise, scored)
         certified = certification_probability(scored, floor, confidence, noise_again)
         score, p_feasible = constrained_expected_improvement(scored, incumbent, certified)
         # a measured configuration is worth a repeat only when `recommend` cannot pick it yet and
@@ -236,7 +236,7 @@ def _greedy_picks(
     return picks
 
 
-def repeat_noise(models: FittedModels, known: np.ndarray, scored: pd.DataFrame, seed_variance: float = np.nan) -> np.ndarray:
+def repeat_noise(models: FittedModels, known: np.ndarray, scored: pd.DataFrame) -> np.ndarray:
     """Per candidate, the variance of one more accuracy measurement as information about its true
     accuracy.
 
@@ -257,7 +257,8 @@ def repeat_noise(models: FittedModels, known: np.ndarray, scored: pd.DataFrame, 
     k = np.nan_to_num(scored["measured_repeats"].to_numpy(float)) if "measured_repeats" in scored else np.zeros(len(scored))
     if not k.any():
         return np.full(len(scored), fresh)
-    f, s = (seed_variance, w) if np.isfinite(seed_variance) else (w or models.accuracy.cv_rmse**2, 0.0)
+    seed = models.seed_variance
+    f, s = (seed, w) if np.isfinite(seed) else (w or models.accuracy.cv_rmse**2, 0.0)
     b = np.nan_to_num(scored["measured_accuracy_se"].to_numpy(float) ** 2) + s
     with np.errstate(divide="ignore"):
         gain = 1.0 / (b + f / np.maximum(k + 1, 1)) - 1.0 / (b + f / np.maximum(k, 1))
