@@ -1,7 +1,7 @@
 """Simulated sweeps on generated surfaces: which order of measurements finds a good (N, s) soonest?
 
     OMP_NUM_THREADS=1 python benchmarks/adaptive.py [--seeds 2] [--budget 3%] [--training-noise 0.005]
-                                                    [--out results/adaptive]
+                                                    [--out results/adaptive] [--orders suggest random ...]
 
 Each case of `autoprumux.meta.surfaces` (every family x `--seeds`) has its whole grid measured
 in advance (Gaussian or binomial accuracy noise, 3-4% throughput noise, and with
@@ -164,12 +164,12 @@ def optuna_order(sweep: Sweep, sampler_name: str, floor: float, seed: int):
     return step
 
 
-def simulate(case, seed: int, budget: float, batch: int, cap: int) -> pd.DataFrame:
+def simulate(case, seed: int, budget: float, batch: int, cap: int, orders=ORDERS) -> pd.DataFrame:
     sweep = Sweep(case, seed)
     rng = np.random.default_rng(seed + 1)
     floor = accuracy_floor(sweep.results(sweep.start).baseline_accuracy, budget)
     rows = []
-    for order in ORDERS:
+    for order in orders:
         if order.startswith("suggest"):  # its own generator for the random fill-ins: the random order's stays its own
             own = np.random.default_rng([seed, ORDERS.index(order)])
             step = suggest_order(sweep, budget, own, repeats=order == "suggest")
@@ -206,17 +206,17 @@ def reached(frame: pd.DataFrame, threshold: float = 0.05, column: str = "regret"
     return out.merge(frame.groupby("case")["grid"].first().reset_index(), on="case")
 
 
-def head_to_head(got: pd.DataFrame) -> pd.DataFrame:
+def head_to_head(got: pd.DataFrame, orders=ORDERS) -> pd.DataFrame:
     """`reached` case by case: in how many cases `suggest` got there sooner than each other order,
     later, or at the same count (two orders that never got there tie)."""
     wide = got.pivot(index="case", columns="order", values="reached")
     ours = wide["suggest"]
     rows = {peer: {"sooner": int((ours < wide[peer]).sum()), "later": int((ours > wide[peer]).sum()),
-                   "tied": int((ours == wide[peer]).sum())} for peer in ORDERS if peer != "suggest"}  # fmt: skip
+                   "tied": int((ours == wide[peer]).sum())} for peer in orders if peer != "suggest"}  # fmt: skip
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def plot(frame: pd.DataFrame, path: Path) -> None:
+def plot(frame: pd.DataFrame, path: Path, orders=ORDERS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -225,7 +225,7 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained", sharey=True)
     titles = {"regret": "against the exact oracle", "regret_clear": "against the oracle 0.5 points clear"}
     for ax, (column, title) in zip(axes, titles.items(), strict=True):
-        for order in ORDERS:
+        for order in orders:
             curve = frame[frame["order"] == order].groupby("measured")[column].mean()
             ax.plot(curve.index, 100 * curve.to_numpy(), marker="o", markersize=3, label=order)
         ax.axhline(5, color="0.5", linestyle="--", linewidth=1, label="5% regret")
@@ -246,7 +246,11 @@ def main(argv=None) -> None:
     parser.add_argument("--training-noise", type=float, default=0.0,
                         help="std of a training seed's accuracy offset, e.g. 0.005 (default 0: none)")
     parser.add_argument("--out", help="folder for adaptive.csv and regret.png")
+    parser.add_argument("--orders", nargs="+", choices=ORDERS, default=list(ORDERS), metavar="ORDER",
+                        help="simulate only these orders (each keeps its rows: its random draws are its own); "
+                             "default all of: " + ", ".join(ORDERS))
     args = parser.parse_args(argv)
+    orders = [order for order in ORDERS if order in args.orders]
     budget = parse_budget(args.budget)
     # optuna's experimental-feature notes and the deprecation of constraints_func (still works in 5.x)
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -255,7 +259,7 @@ def main(argv=None) -> None:
              for i, family in enumerate(FAMILIES) for seed in range(args.seeds)]  # fmt: skip
     parts = []
     for k, case in enumerate(cases):
-        parts.append(simulate(case, 7 + k, budget, args.batch, args.cap))
+        parts.append(simulate(case, 7 + k, budget, args.batch, args.cap, orders))
         print(f"{case.name}: done ({k + 1}/{len(cases)})", file=sys.stderr, flush=True)
     frame = pd.concat(parts, ignore_index=True)
     pd.set_option("display.width", 160)
@@ -263,7 +267,7 @@ def main(argv=None) -> None:
           f"batch {args.batch}, training noise {args.training_noise:g}")
     print(environment())
     for column, name in (("regret", "regret"), ("regret_clear", "regret against the oracle 0.5 points clear")):
-        table = frame.pivot_table(index="measured", columns="order", values=column, aggfunc="mean")[list(ORDERS)]
+        table = frame.pivot_table(index="measured", columns="order", values=column, aggfunc="mean")[orders]
         print(f"mean {name} against configurations measured:")
         print(table.to_string(float_format=lambda v: f"{v:.3f}"))
         got = reached(frame, column=column)
@@ -275,9 +279,10 @@ def main(argv=None) -> None:
             mean_measured=("reached", lambda v: float(np.where(np.isfinite(v), v, args.cap + args.batch).mean())),
         )
         print(f"configurations measured to reach {name} <= 5% and stay there (of {len(cases)} cases, within {args.cap}):")
-        print(summary.loc[list(ORDERS)].to_string(float_format=lambda v: f"{v:.2f}"))
-        print("case by case, suggest against each other order:")
-        print(head_to_head(got).to_string())
+        print(summary.loc[orders].to_string(float_format=lambda v: f"{v:.2f}"))
+        if "suggest" in orders and len(orders) > 1:
+            print("case by case, suggest against each other order:")
+            print(head_to_head(got, orders).to_string())
     last = frame.groupby(["case", "order"]).tail(1)
     at_cap = last.groupby("order").agg(
         regret=("regret", "mean"),
@@ -285,19 +290,20 @@ def main(argv=None) -> None:
         regret_clear=("regret_clear", "mean"),
         repeats=("repeats", "mean"),
         cases_with_repeats=("repeats", lambda v: int((v > 0).sum())),
-    ).loc[list(ORDERS)]
+    ).loc[orders]
     print(f"at the end ({args.cap} trainings): mean regret, violation rate, mean regret against the oracle 0.5 "
           "points clear, and repeats (trainings of a configuration measured before) per case")
     print(at_cap.to_string(float_format=lambda v: f"{v:.3f}"))
     wide = last.pivot(index="case", columns="order", values="regret")
-    print("case by case at the end, suggest's regret against each other order's (lower, higher, equal):")
-    print(pd.DataFrame({peer: {"lower": int((wide["suggest"] < wide[peer] - 1e-12).sum()),
-                               "higher": int((wide["suggest"] > wide[peer] + 1e-12).sum()),
-                               "equal": int((abs(wide["suggest"] - wide[peer]) <= 1e-12).sum())}
-                        for peer in ORDERS if peer != "suggest"}).T.to_string())  # fmt: skip
+    if "suggest" in orders and len(orders) > 1:
+        print("case by case at the end, suggest's regret against each other order's (lower, higher, equal):")
+        print(pd.DataFrame({peer: {"lower": int((wide["suggest"] < wide[peer] - 1e-12).sum()),
+                                   "higher": int((wide["suggest"] > wide[peer] + 1e-12).sum()),
+                                   "equal": int((abs(wide["suggest"] - wide[peer]) <= 1e-12).sum())}
+                            for peer in orders if peer != "suggest"}).T.to_string())  # fmt: skip
     write_csv(frame, args.out, "adaptive.csv")
     if args.out:
-        plot(frame, Path(args.out) / "regret.png")
+        plot(frame, Path(args.out) / "regret.png", orders)
 
 
 if __name__ == "__main__":
