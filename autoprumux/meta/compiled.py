@@ -109,6 +109,15 @@ def _gp_posterior(a: dict[str, np.ndarray], Z: np.ndarray, with_weights: bool = 
     return mean, latent, np.linalg.solve(a["L"].T, v)
 
 
+def predict_targets(accuracy, throughput, X) -> dict[str, np.ndarray]:
+    """Both targets' (mean, std) at `X`, by the name `recommend` reads them: accuracy (fraction,
+    the std of the true accuracy) and log throughput (log examples/s). For `FittedModels` and
+    `CompiledModels` alike."""
+    acc, acc_std = accuracy.predict(X)
+    log_thr, log_thr_std = throughput.predict(X)
+    return {"accuracy": acc, "accuracy_std": acc_std, "log_throughput": log_thr, "log_throughput_std": log_thr_std}
+
+
 class CompiledModels:
     """Light stand-in for `FittedModels` with what `recommend` needs: `predict` and `summary`."""
 
@@ -117,14 +126,7 @@ class CompiledModels:
         self._summary, self.fingerprint = summary, fingerprint
 
     def predict(self, X) -> dict[str, np.ndarray]:
-        acc, acc_std = self.accuracy.predict(X)
-        log_thr, log_thr_std = self.throughput.predict(X)
-        return {
-            "accuracy": acc,
-            "accuracy_std": acc_std,
-            "log_throughput": log_thr,
-            "log_throughput_std": log_thr_std,
-        }
+        return predict_targets(self.accuracy, self.throughput, X)
 
     def summary(self) -> dict:
         return dict(self._summary)

@@ -26,7 +26,7 @@ from sklearn.exceptions import InconsistentVersionWarning
 
 from autoprumux import __version__
 from autoprumux.meta.calibration import by_configuration, decision_regret, out_of_fold, std_scale
-from autoprumux.meta.compiled import COMPILED_FILENAME, save_compiled
+from autoprumux.meta.compiled import COMPILED_FILENAME, predict_targets, save_compiled
 from autoprumux.meta.models import GaussianProcessModel, SeparableModel
 from autoprumux.meta.results import TARGETS, Results
 from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
@@ -117,14 +117,7 @@ class FittedModels:
     def predict(self, X) -> dict[str, np.ndarray]:
         """Predictions at `X` = [[mux, sparsity], ...]: accuracy mean/std (fraction, the std of
         the true accuracy) and log-throughput mean/std (log examples/s)."""
-        acc, acc_std = self.accuracy.predict(X)
-        log_thr, log_thr_std = self.throughput.predict(X)
-        return {
-            "accuracy": acc,
-            "accuracy_std": acc_std,
-            "log_throughput": log_thr,
-            "log_throughput_std": log_thr_std,
-        }
+        return predict_targets(self.accuracy, self.throughput, X)
 
     def summary(self) -> dict:
         """A JSON-ready description: chosen model and CV error per target, and the table used."""
