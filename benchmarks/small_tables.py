@@ -1,6 +1,7 @@
 """`recommend` on tables of a few configurations: the start of a sweep (issue 14).
 
     OMP_NUM_THREADS=1 python benchmarks/small_tables.py [--seeds 6] [--first-seed 7000] [--sizes 2,3,4,5,6,8,10]
+                                                        [--training-noise 0.01]
 
 Cases: every family of `autoprumux.meta.surfaces` x `--seeds`; from each generated table, the
 baseline plus k - 1 of its measured configurations drawn at random, for each k of `--sizes`.
@@ -44,12 +45,13 @@ METHODS = {
 }
 
 
-def small_cases(seeds: range, sizes: list[int]):
+def small_cases(seeds: range, sizes: list[int], training_noise: float = 0.0):
     """(size, case) for every family x seed x size: the case's table cut to the baseline plus
-    size - 1 of its other configurations."""
+    size - 1 of its other configurations (with `training_noise`, a training seed's offset of that
+    std in every measured accuracy: `surfaces.make_case`)."""
     for i, family in enumerate(FAMILIES):
         for seed in seeds:
-            case = make_case(family, seed + 100 * i)
+            case = make_case(family, seed + 100 * i, training_noise=training_noise)
             table = case.table
             is_base = (table["mux"] == 1) & (table["sparsity"] == 0)
             others = table.loc[~is_base, ["mux", "sparsity"]].drop_duplicates()
@@ -65,19 +67,22 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, default=6, help="cases per family (default 6)")
     parser.add_argument("--first-seed", type=int, default=7000, help="seed of the first case (default 7000)")
     parser.add_argument("--sizes", default="2,3,4,5,6,8,10", help="configurations per table (default 2,3,4,5,6,8,10)")
+    parser.add_argument("--training-noise", type=float, default=0.0,
+                        help="std of a training seed's accuracy offset, e.g. 0.01 (default 0: none)")
     args = parser.parse_args(argv)
     sizes = [int(k) for k in args.sizes.split(",")]
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     start = time.perf_counter()
     parts, refused = [], []
-    for size, case in small_cases(range(args.first_seed, args.first_seed + args.seeds), sizes):
+    for size, case in small_cases(range(args.first_seed, args.first_seed + args.seeds), sizes, args.training_noise):
         try:
             parts.append(replay([case], METHODS).assign(size=size))
         except TableError as exc:  # fewer than 2 configurations above chance: no model to fit
             refused.append(f"{case.name}: {exc}")
     frame = pd.concat(parts, ignore_index=True)
     pd.set_option("display.width", 160)
-    print(f"{frame['case'].nunique()} tables, {len(frame) // len(METHODS)} decisions per method, {time.perf_counter() - start:.0f} s")
+    print(f"{frame['case'].nunique()} tables, {len(frame) // len(METHODS)} decisions per method, "
+          f"training noise {args.training_noise:g}, {time.perf_counter() - start:.0f} s")
     print(environment())
     for line in refused:
         print(f"refused (a clear error): {line}")
