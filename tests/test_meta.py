@@ -456,6 +456,20 @@ def test_suggestions_are_distinct_explained_and_flag_repeats(fitted):
     assert (sug.incumbent["mux"], sug.incumbent["sparsity"]) == (rec.recommendation.mux, rec.recommendation.sparsity)
 
 
+def test_a_suggestion_of_the_unmeasured_pick_itself_says_so():
+    # on this generated table `recommend` picks an unmeasured configuration, and measuring it is
+    # the first suggestion (it may well be faster than predicted); the reason names it as the pick
+    from autoprumux.meta.surfaces import make_case
+
+    results = results_from_frame(make_case("smooth", 0).table)
+    sug = suggest(results, "3%", n=3)
+    pick = (sug.incumbent["mux"], sug.incumbent["sparsity"])
+    own = [s for s in sug.suggestions if (s.mux, s.sparsity) == pick]
+    assert len(own) == 1 and not own[0].repeat
+    assert own[0].reason.startswith("the current recommendation itself")
+    assert not any(s.reason.startswith("the current recommendation") for s in sug.suggestions if s is not own[0])
+
+
 def test_models_are_saved_beside_the_table_and_refitted_when_it_changes(table_path):
     results = load_results(table_path)
     _, status = load_or_fit_models(results)

@@ -188,7 +188,7 @@ def suggest(
     incumbent = constrained_optimum(models, candidates, floor, confidence, results)
     if not repeats:
         candidates = candidates[~candidates["measured"]]
-    picks = _greedy_picks(models, candidates, floor, confidence, incumbent["throughput"], n, results)
+    picks = _greedy_picks(models, candidates, floor, confidence, incumbent, n, results)
     return Suggestions(
         budget=budget,
         relative=relative,
@@ -202,7 +202,7 @@ def suggest(
 
 
 def _greedy_picks(
-    models: FittedModels, candidates, floor, confidence, incumbent, n, results
+    models: FittedModels, candidates, floor, confidence, incumbent: dict, n, results
 ) -> list[Suggestion]:
     picks: list[Suggestion] = []
     X, y_acc = models.accuracy_X, models.y["accuracy"]
@@ -212,7 +212,7 @@ def _greedy_picks(
         scored = score_candidates(models, remaining, floor, confidence, results)
         noise_again = repeat_noise(models, noise, scored)
         certified = certification_probability(scored, floor, confidence, noise_again)
-        score, p_feasible = constrained_expected_improvement(scored, incumbent, certified)
+        score, p_feasible = constrained_expected_improvement(scored, incumbent["throughput"], certified)
         # a measured configuration is worth a repeat only when `recommend` cannot pick it yet and
         # it would gain something if it could
         measured = scored["measured"].to_numpy(bool)
@@ -266,12 +266,12 @@ def repeat_noise(models: FittedModels, known: np.ndarray, scored: pd.DataFrame) 
     return np.where(k > 0, again, fresh)
 
 
-def _suggestion(row, score, p_feasible, incumbent, floor, results: Results) -> Suggestion:
+def _suggestion(row, score, p_feasible, incumbent: dict, floor, results: Results) -> Suggestion:
     mux, s = int(row["mux"]), float(row["sparsity"])
     configs = results.configurations
     repeat = bool(row["measured"])
     throughput = row["measured_throughput"] if repeat else row["throughput"]
-    ratio = throughput / incumbent
+    ratio = throughput / incumbent["throughput"]
     if repeat:
         k, mean = int(row["measured_repeats"]), row["measured_accuracy"]
         side = "under" if mean < floor else "just above"
@@ -283,7 +283,9 @@ def _suggestion(row, score, p_feasible, incumbent, floor, results: Results) -> S
         )
     else:
         where = (
-            "beyond the measured range"
+            "the current recommendation itself, picked on predictions alone: measuring it checks them"
+            if mux == incumbent["mux"] and abs(s - incumbent["sparsity"]) < 1e-9
+            else "beyond the measured range"
             if mux > configs["mux"].max() or s > configs["feature_sparsity"].max() + 1e-6
             else "an N never measured"
             if mux not in set(configs["mux"])
@@ -294,7 +296,7 @@ def _suggestion(row, score, p_feasible, incumbent, floor, results: Results) -> S
             f"at accuracy {row['accuracy']:.4f} ± {row['accuracy_std']:.4f}; P(within budget) {p_feasible:.0%}; "
             f"expected gain {score:.0f} examples/s"
         )
-    if score <= 1e-9 * incumbent:
+    if score <= 1e-9 * incumbent["throughput"]:
         reason += " (unlikely to beat what was measured)"
     return Suggestion(
         mux=mux,
