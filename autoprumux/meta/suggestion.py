@@ -281,11 +281,15 @@ def _suggestion(row, score, p_feasible, incumbent: dict, floor, results: Results
             f"the model puts it at {row['accuracy']:.4f} ± {row['accuracy_std']:.4f}, P(within budget) "
             f"{p_feasible:.0%}: another seed could let recommend certify it; expected gain {score:.0f} examples/s"
         )
+    elif mux == incumbent["mux"] and abs(s - incumbent["sparsity"]) < 1e-9:
+        reason = (
+            f"the current recommendation itself, never measured: measuring it checks its predictions, "
+            f"{throughput:.0f} examples/s at accuracy {row['accuracy']:.4f} ± {row['accuracy_std']:.4f}; "
+            f"P(within budget) {p_feasible:.0%}; expected gain {score:.0f} examples/s"
+        )
     else:
         where = (
-            "the current recommendation itself, picked on predictions alone: measuring it checks them"
-            if mux == incumbent["mux"] and abs(s - incumbent["sparsity"]) < 1e-9
-            else "beyond the measured range"
+            "beyond the measured range"
             if mux > configs["mux"].max() or s > configs["feature_sparsity"].max() + 1e-6
             else "an N never measured"
             if mux not in set(configs["mux"])
