@@ -31,8 +31,7 @@ from adaptive import ORDERS, Sweep, suggest_order  # benchmarks/ is on the path 
 
 from autoprumux.meta.budget import parse_budget
 from autoprumux.meta.replay import environment, write_csv
-from autoprumux.meta.selection import training_seed_variance
-from autoprumux.meta.structured import MonotoneGPModel
+from autoprumux.meta.selection import noise_beyond_known, training_seed_variance
 from autoprumux.meta.surfaces import FAMILIES, make_case
 
 CAP = 24
@@ -41,10 +40,7 @@ CAP = 24
 def noise_given(results, seed_variance: float) -> tuple[np.ndarray, float]:
     """Per configuration (not collapsed), the noise variance a monotone GP gives its mean when told
     `seed_variance`, and the noise it fitted beyond the known part."""
-    X, y, known, _ = results.accuracy_data(seed_variance)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        beyond = MonotoneGPModel().fit(X, y, known).noise_
+    known, beyond = noise_beyond_known(results, seed_variance)
     return np.nan_to_num(known) + beyond, beyond
 
 
@@ -60,9 +56,7 @@ def sweep_rows(case, seed: int, budget: float) -> list[dict]:
         truth = case.surface.accuracy(configs["mux"].to_numpy(int), configs["sparsity"].to_numpy(float))
         error = (configs["accuracy"].to_numpy(float) - truth) ** 2
         once = configs["repeats"].to_numpy() == 1
-        trained = results.rows[~results.collapsed_rows]  # as `Results.seed_variance` counts them
-        dof = int((trained.groupby(["mux", "config_sparsity"]).size() - 1).sum())
-        row = {"case": case.name, "trainings": len(measured), "dof": dof, "pooled": pooled}
+        row = {"case": case.name, "trainings": len(measured), "dof": results.seed_variance_dof, "pooled": pooled}
         for name, told in (("pooled", pooled), ("capped", training_seed_variance(results))):
             given, beyond = noise_given(results, told)
             row[f"{name}_told"], row[f"{name}_beyond"] = told, beyond

@@ -70,11 +70,20 @@ class Results:
         their configuration's mean); NaN when no configuration was. Repeats are evaluated on one
         dev set, so their spread holds no binomial error: this is the part that averaging over
         repeats removes."""
+        total, dof = self._repeat_spread()
+        return total / dof if dof > 0 else float("nan")
+
+    @property
+    def seed_variance_dof(self) -> int:
+        """Degrees of freedom of `seed_variance`: repeats beyond the first of each configuration
+        that is not collapsed."""
+        return self._repeat_spread()[1]
+
+    def _repeat_spread(self) -> tuple[float, int]:
         trained = self.rows[~self.collapsed_rows]
         by_config = trained.groupby(["mux", "config_sparsity"])["accuracy"]
         spread = (trained["accuracy"] - by_config.transform("mean")) ** 2
-        dof = int((by_config.size() - 1).sum())
-        return float(spread.sum() / dof) if dof > 0 else float("nan")
+        return float(spread.sum()), int((by_config.size() - 1).sum())
 
     def accuracy_data(self, seed_variance: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
         """What the accuracy models are fitted on: one row per configuration that is not

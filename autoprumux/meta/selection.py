@@ -301,11 +301,16 @@ def training_seed_variance(results: Results) -> float:
     pooled = results.seed_variance
     if not np.isfinite(pooled) or pooled <= 0:
         return pooled
-    X, y, known, _ = results.accuracy_data(seed_variance=0.0)  # the binomial variance alone
+    return float(min(pooled, noise_beyond_known(results, 0.0)[1]))  # told the binomial variance alone
+
+
+def noise_beyond_known(results: Results, seed_variance: float) -> tuple[np.ndarray, float]:
+    """(the known variance of each configuration's mean, the noise a monotone GP fits beyond it)
+    when the table's accuracy data carry `seed_variance` (`Results.accuracy_data`)."""
+    X, y, known, _ = results.accuracy_data(seed_variance)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        beyond = MonotoneGPModel().fit(X, y, known).noise_
-    return float(min(pooled, beyond))
+        return known, MonotoneGPModel().fit(X, y, known).noise_
 
 
 def models_path(results: Results) -> Path:

@@ -16,12 +16,13 @@ seed averages its training noise away. It is on by default: on simulated sweeps,
 lower regret than none with one and two points of training noise (at one point the lowest of
 every order after 24 trainings), about the same with three, and without training noise they cost
 one training in most sweeps, with the same outcome: a repeat that measures the same value again
-shows that further ones are useless (results/adaptive/README.md). Its gain is its measured throughput over the incumbent's;
-one more repeat adds only what it averages away (`repeat_noise`), since repeats are evaluated on
-one dev set and share its sampling error. After each pick, the accuracy model conditions on the
-pick's predicted value as if it had been measured ("kriging believer"; its kernel and trend are
-kept, not estimated again from a row that carries no information), and picks keep a minimum
-sparsity distance within one N, so the K suggestions spread out instead of piling up at one spot.
+shows that further ones are useless (results/adaptive/README.md). Its gain is its measured
+throughput over the incumbent's; one more repeat adds only what it averages away
+(`repeat_noise`), since repeats are evaluated on one dev set and share its sampling error. After
+each pick, the accuracy model conditions on the pick's predicted value as if it had been measured
+("kriging believer"; its kernel and trend are kept, not estimated again from a row that carries
+no information), and picks keep a minimum sparsity distance within one N, so the K suggestions
+spread out instead of piling up at one spot.
 """
 
 from __future__ import annotations
