@@ -132,8 +132,9 @@ def coverage_table(cases) -> pd.DataFrame:
     for case in cases:
         results = results_from_frame(case.table, source=case.name)
         X = case.grid[["mux", "sparsity"]].to_numpy(float)
-        pred = models_of(results).predict(X)
-        ours = coverage(case, pred["accuracy"], pred["accuracy_std"])
+        models = models_of(results)
+        pred = models.predict(X)
+        ours = coverage(case, pred["accuracy"], pred["accuracy_std"], target=models.accuracy)
         acc, std, _ = plain_gp_predictions(results, case.grid)
         theirs = coverage(case, acc, std)
         for level in COVERAGE_LEVELS:

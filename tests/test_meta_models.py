@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pickle
 import sys
+from statistics import NormalDist
 
 import numpy as np
 import pytest
+from scipy.special import stdtrit
 from sklearn.base import clone
 from sklearn.model_selection import GroupKFold, cross_val_score
 from sklearn.utils.estimator_checks import check_estimator
@@ -24,9 +26,10 @@ from autoprumux.meta import (
     synthetic_table,
 )
 from autoprumux.meta.calibration import std_scale
-from autoprumux.meta.compiled import CompiledTarget, compile_target
-from autoprumux.meta.selection import TargetModel
-from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
+from autoprumux.meta.compiled import CompiledTarget, compile_target, load_compiled
+from autoprumux.meta.optimizer import candidate_configurations, few_dof_widening, score_candidates
+from autoprumux.meta.selection import TargetModel, models_path, save_models
+from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel, noise_degrees_of_freedom
 
 ESTIMATORS = [
     SeparableModel(),
@@ -231,3 +234,56 @@ def test_conditioning_on_a_fantasy_keeps_hyperparameters_and_predictions(estimat
     assert np.all(new_std <= std * (1 + 1e-6))
     at = int(np.flatnonzero((X == fantasy).all(axis=1))[0])
     assert new_std[at] < 0.9 * std[at]
+
+
+def test_noise_degrees_of_freedom_follow_satterthwaite():
+    assert noise_degrees_of_freedom(5, 0.0, 1e-4) == 5  # all of the noise was fitted
+    assert noise_degrees_of_freedom(5, 1e-4, 1e-4) == pytest.approx(20)  # half of it known exactly
+    assert noise_degrees_of_freedom(5, 1e-4, 0.0) == np.inf  # nothing fitted beyond the known part
+    assert noise_degrees_of_freedom(5, 0.0, 0.0) == 5
+    # a monotone GP on 9 Gaussian rows: the rows less the trend's fitted parameters
+    table = synthetic_table(mux=(1, 2, 4), sparsity=(0.0, 0.5, 0.8), accuracy_noise=0.003, seed=1)
+    X, y = table[["mux", "sparsity"]].to_numpy(float), table["accuracy"].to_numpy(float)
+    model = MonotoneGPModel().fit(X, y)
+    fitted = 6 + (model.trend_powers_[2] > 0)  # intercept, 3 slopes, 2 powers, a knee when kept
+    assert model.noise_dof_ == len(y) - fitted
+    # told a binomial variance much larger than what is fitted beyond it, the noise is nearly known
+    assert MonotoneGPModel().fit(X, y, np.full(len(y), 0.01**2)).noise_dof_ > 10 * (len(y) - fitted)
+
+
+def test_few_dof_widening_reaches_students_t_bound_unless_calibration_did():
+    class Target:
+        def __init__(self, dof, std_scale=1.0):
+            self.dof, self.std_scale = dof, std_scale
+
+    z95 = NormalDist().inv_cdf(0.95)
+    assert few_dof_widening(Target(1), 0.95) == pytest.approx(6.313752 / z95, rel=1e-6)
+    assert few_dof_widening(Target(13), 0.90) == pytest.approx(1.350171 / NormalDist().inv_cdf(0.9), rel=1e-6)
+    assert few_dof_widening(Target(1), 0.95) > few_dof_widening(Target(3), 0.95) > few_dof_widening(Target(30), 0.95) > 1
+    assert few_dof_widening(Target(np.inf), 0.95) == 1.0
+    assert few_dof_widening(Target(13, std_scale=1.5), 0.95) == 1.0  # the calibration already widened more
+    assert few_dof_widening(Target(2, std_scale=1.5), 0.95) == pytest.approx(2.919986 / (1.5 * z95), rel=1e-6)
+    assert few_dof_widening(Target(2), 0.5) == 1.0  # the bound is the mean either way
+
+
+def test_a_small_gaussian_table_bounds_accuracy_by_students_t(tmp_path):
+    # 8 configurations measured with Gaussian noise and no eval_examples: the trend leaves the
+    # noise one or two degrees of freedom, and recommend's std is widened to t's quantile; the
+    # array form that recommend loads keeps the degrees of freedom
+    table = synthetic_table(mux=(1, 2, 4), sparsity=(0.0, 0.5, 0.8), accuracy_noise=0.003, throughput_noise=0.02, seed=2)
+    table = table[~((table["mux"] == 4) & (table["sparsity"] == 0.5))]
+    results = results_from_frame(table, source=str(tmp_path / "trials.csv"))
+    models = fit_performance_models(results)
+    assert 1 <= models.accuracy.dof <= 2, models.accuracy.dof
+    candidates = candidate_configurations(results, [1, 2, 4], [0.0, 0.5, 0.8])
+    floor = results.baseline_accuracy - 0.03
+    scored = score_candidates(models, candidates, floor, 0.95, results)
+    plain = models.predict(candidates[["mux", "feature_sparsity"]].to_numpy(float))["accuracy_std"]
+    widening = stdtrit(models.accuracy.dof, 0.95) / (NormalDist().inv_cdf(0.95) * models.accuracy.std_scale)
+    assert widening > 1.5  # this table's held-out errors did not widen the std (std_scale 1)
+    np.testing.assert_allclose(scored["accuracy_std"], plain * widening, rtol=1e-9)
+    save_models(models, models_path(results))
+    compiled = load_compiled(results)
+    assert compiled.accuracy.dof == models.accuracy.dof
+    np.testing.assert_allclose(score_candidates(compiled, candidates, floor, 0.95, results)["accuracy_std"],
+                               scored["accuracy_std"], rtol=1e-7)  # fmt: skip

@@ -7,12 +7,14 @@ model's formula, the ridge pipeline's standardise -> polynomial -> standardise -
 GP posterior mean and std (Matern with nu in {0.5, 1.5, 2.5, inf} + white noise on the
 linear-trend residual), the monotone trend + residual GP (`structured.MonotoneGPModel`, with the
 trend's own variance as the GP's explicit basis) and the additive throughput model with its FLOPs part. Stds are multiplied
-by the saved calibration factor. `tests/test_meta_models.py` checks the results equal scikit-learn's.
+by the saved calibration factor, and the accuracy model's degrees of freedom are kept for
+`optimizer.few_dof_widening`. `tests/test_meta_models.py` checks the results equal scikit-learn's.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from autoprumux.meta.terms import additive_mean, monotone_trend, trend_variance
 from autoprumux.table import write_atomically
 
 COMPILED_FILENAME = "performance_models.npz"
-_FORMAT = 10
+_FORMAT = 11
 _MATERN = {
     0.5: lambda d: np.exp(-d),
     1.5: lambda d: (1.0 + np.sqrt(3.0) * d) * np.exp(-np.sqrt(3.0) * d),
@@ -36,11 +38,10 @@ _MATERN = {
 class CompiledTarget:
     """One target's chosen model as arrays; `predict(X)` -> (mean, std) like `TargetModel`."""
 
-    def __init__(
-        self, kind: str, arrays: dict[str, np.ndarray], std_source: str, cv_rmse: float, std_scale: float = 1.0
-    ):
+    def __init__(self, kind: str, arrays: dict[str, np.ndarray], std_source: str, cv_rmse: float,
+                 std_scale: float = 1.0, dof: float = math.inf):  # fmt: skip
         self.kind, self.arrays, self.std_source = kind, arrays, std_source
-        self.cv_rmse, self.std_scale = cv_rmse, std_scale
+        self.cv_rmse, self.std_scale, self.dof = cv_rmse, std_scale, dof
 
     def predict(self, X) -> tuple[np.ndarray, np.ndarray]:
         F = mux_sparsity_features(np.asarray(X, dtype=float))
@@ -243,7 +244,8 @@ def save_compiled(models, path: str | os.PathLike) -> Path | None:
             return None
         kind, arrays = compiled
         header[target] = {
-            "kind": kind, "std_source": chosen.std_source, "cv_rmse": chosen.cv_rmse, "std_scale": chosen.std_scale
+            "kind": kind, "std_source": chosen.std_source, "cv_rmse": chosen.cv_rmse, "std_scale": chosen.std_scale,
+            "dof": None if math.isinf(chosen.dof) else chosen.dof,  # JSON has no infinity
         }  # fmt: skip
         payload.update({f"{target}.{name}": np.asarray(value, dtype=float) for name, value in arrays.items()})
     def write(tmp: str) -> None:
@@ -275,8 +277,9 @@ def load_compiled(results: Results) -> CompiledModels | None:
         info = header[target]
         prefix = f"{target}."
         own = {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
+        dof = math.inf if info.get("dof") is None else float(info["dof"])
         targets[target] = CompiledTarget(
-            info["kind"], own, info["std_source"], float(info["cv_rmse"]), float(info["std_scale"])
+            info["kind"], own, info["std_source"], float(info["cv_rmse"]), float(info["std_scale"]), dof
         )
     summary = {**header["summary"], "table": results.source}
     return CompiledModels(targets, summary, results.fingerprint)

@@ -24,7 +24,13 @@ import pandas as pd
 
 from autoprumux.errors import TableError
 from autoprumux.meta.budget import DEFAULT_CONFIDENCE, accuracy_floor, parse_budget
-from autoprumux.meta.optimizer import MEASURED_COLUMNS, check_confidence, choose, score_candidates
+from autoprumux.meta.optimizer import (
+    MEASURED_COLUMNS,
+    check_confidence,
+    choose,
+    few_dof_widening,
+    score_candidates,
+)
 from autoprumux.meta.results import Results, subset_results
 from autoprumux.meta.selection import fit_performance_models
 
@@ -146,7 +152,7 @@ def _covered(models, hidden: pd.DataFrame) -> np.ndarray:
         known = np.nan_to_num(hidden["accuracy_se"].to_numpy(float) ** 2)
         noise = known + getattr(models.accuracy.estimator, "noise_", 0.0)
     spread = np.sqrt(pred["accuracy_std"] ** 2 + noise)
-    z = np.array([NormalDist().inv_cdf(level) for level in COVERAGE_LEVELS])
+    z = np.array([NormalDist().inv_cdf(level) * few_dof_widening(models.accuracy, level) for level in COVERAGE_LEVELS])
     low = pred["accuracy"][:, None] - z[None, :] * spread[:, None]
     return hidden["accuracy"].to_numpy(float)[:, None] >= low
 

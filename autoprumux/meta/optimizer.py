@@ -10,7 +10,9 @@ The probability comes from the accuracy model's predictive distribution of the t
 model with its own std (the GP-based ones) was fitted with each row's binomial measurement
 variance (from `eval_examples`), so at a measured point its posterior already combines the
 measurement with its neighbours. For a model without one, a measured configuration whose
-standard error is known is estimated by the measurement itself (`accuracy_estimates`).
+standard error is known is estimated by the measurement itself (`accuracy_estimates`). Where the
+accuracy model's noise rests on few degrees of freedom the std is widened to Student's t's bound
+(`few_dof_widening`).
 """
 
 from __future__ import annotations
@@ -219,7 +221,7 @@ def score_candidates(
     z = NormalDist().inv_cdf(confidence)
     X = candidates[["mux", "feature_sparsity"]].to_numpy(dtype=float)
     pred = models.predict(np.vstack([X, [[1.0, 0.0]]]))
-    acc, acc_std = pred["accuracy"][:-1], pred["accuracy_std"][:-1]
+    acc, acc_std = pred["accuracy"][:-1], pred["accuracy_std"][:-1] * few_dof_widening(models.accuracy, confidence)
     if models.accuracy.std_source != "native":
         acc, acc_std = accuracy_estimates(acc, acc_std, candidates)
     log_thr, log_thr_std = pred["log_throughput"][:-1], pred["log_throughput_std"][:-1]
@@ -239,6 +241,22 @@ def score_candidates(
     scored["p_feasible"] = np.where(scored["collapsed"], 0.0, scored["p_feasible"])
     scored["feasible"] = (scored["accuracy_low"] >= floor - 1e-12) & measured_ok & ~scored["collapsed"]
     return scored
+
+
+def few_dof_widening(target, confidence: float) -> float:
+    """The factor on a target model's calibrated std that makes its one-sided bound at `confidence`
+    at least Student's t's with the model's degrees of freedom (`target.dof`, `target.std_scale`):
+    max(1, t_dof(confidence) / (z(confidence) x std_scale)). A noise estimated from few degrees of
+    freedom (a 7-parameter trend on 8-10 rows) is often far too small, and the normal bound then
+    trusts each measured row; t's quantile allows for it. The calibration factor, fitted on held-out
+    errors, counts against it: where it already widened the std as much, nothing is added. The std
+    so widened gives P(feasible) >= `confidence` exactly where the t bound meets the floor."""
+    dof = getattr(target, "dof", math.inf)
+    if not math.isfinite(dof) or confidence <= 0.5:
+        return 1.0
+    from scipy.special import ndtri, stdtrit  # only for a finite dof: recommend's start-up stays light
+
+    return max(1.0, float(stdtrit(max(dof, 1e-3), confidence) / (ndtri(confidence) * target.std_scale)))
 
 
 def normal_cdf(x: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from autoprumux.machine import package_versions
 from autoprumux.meta.budget import DEFAULT_CONFIDENCE, accuracy_floor
+from autoprumux.meta.optimizer import few_dof_widening
 from autoprumux.meta.results import Results, results_from_frame
 from autoprumux.meta.surfaces import Case
 from autoprumux.table import write_atomically
@@ -71,14 +72,18 @@ def measured_mask(case: Case) -> np.ndarray:
     return np.array([(int(m), round(s, 6)) in keys for m, s in zip(case.grid["mux"], case.grid["sparsity"], strict=True)])
 
 
-def coverage(case: Case, mean: np.ndarray, std: np.ndarray, levels: Sequence[float] = COVERAGE_LEVELS) -> dict:
-    """Share of unmeasured grid points whose true accuracy is >= mean - z(level) * std, per level.
-    Collapsed points (true accuracy at chance) are left out: no smooth bound is meant for them."""
+def coverage(case: Case, mean: np.ndarray, std: np.ndarray, levels: Sequence[float] = COVERAGE_LEVELS,
+             target=None) -> dict:  # fmt: skip
+    """Share of unmeasured grid points whose true accuracy is >= mean - z(level) * std, per level
+    (with the accuracy `target` model, its std widened at each level as `recommend` does:
+    `optimizer.few_dof_widening`). Collapsed points (true accuracy at chance) are left out: no
+    smooth bound is meant for them."""
     held = ~measured_mask(case) & (case.grid["accuracy"].to_numpy() > case.surface.chance + 1e-9)
     truth = case.grid["accuracy"].to_numpy()[held]
     out = {}
     for level in levels:
-        low = mean[held] - NormalDist().inv_cdf(level) * std[held]
+        widening = 1.0 if target is None else few_dof_widening(target, level)
+        low = mean[held] - NormalDist().inv_cdf(level) * widening * std[held]
         out[level] = float(np.mean(truth >= low)) if held.any() else np.nan
     return out
 

@@ -13,6 +13,7 @@ a model without its own std uses the RMSE of its held-out residuals.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import warnings
 from dataclasses import dataclass, field, replace
@@ -33,7 +34,7 @@ from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel
 from autoprumux.table import write_atomically
 
 MODELS_FILENAME = "performance_models.joblib"
-_FORMAT = 13
+_FORMAT = 14
 #: configurations are dealt into this many folds: each fold hides about a fifth of the table's
 #: configurations at once, as a sweep leaves much of its grid unmeasured (one-out was too kind
 #: to the models: its held-out errors, and so the calibrated bounds, came out too small)
@@ -75,6 +76,12 @@ class TargetModel:
         if self.std_source == "cv":
             return mean, np.full(len(mean), self.cv_rmse)
         return mean, std * self.std_scale
+
+    @property
+    def dof(self) -> float:
+        """Degrees of freedom of the predictive distribution: the estimator's noise_dof_ (a
+        Student's t), infinite (normal) for models without one or with the held-out RMSE as std."""
+        return float(getattr(self.estimator, "noise_dof_", math.inf)) if self.std_source == "native" else math.inf
 
     def condition(self, X, y, **fit_params) -> TargetModel:
         """The model fitted on other data (typically the same rows and a few more) with its

@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -140,6 +141,8 @@ class MonotoneGPModel(_PerformanceModel):
     variance of a measurement beyond its known (binomial) variance, in accuracy units squared: the
     GP's white noise, or without the GP the trend's residual variance less the known mean
     (training-seed noise where the binomial variance is known, all the noise where it is not);
+    noise_dof_ : effective degrees of freedom of a measurement's variance (`noise_degrees_of_freedom`:
+    the rows less the trend's fitted parameters, more where a known variance carries most of it);
     residual_std_ : trend-only residual spread; trend_cov_ : covariance of the trend's parameters;
     train_jacobian_ : the trend's Jacobian at the training rows (zero for parameters not fitted),
     or None without the GP.
@@ -201,6 +204,7 @@ class MonotoneGPModel(_PerformanceModel):
             self.train_jacobian_ = jacobian * fitted[None, :]
             weighted = cho_solve((self.gp_.L_, True), self.train_jacobian_) / self.y_scale_**2
             self.trend_cov_ = trend_covariance_from_gram(self.train_jacobian_.T @ weighted, fitted)
+        self.noise_dof_ = noise_degrees_of_freedom(dof, float(known.mean()), self.noise_)
         return self
 
     def _fit_gp(self, Z, r, known, basis):
@@ -294,6 +298,19 @@ class RestrictedNoiseOptimizer:
         Pr = P @ self.r
         value = 0.5 * self.r @ Pr + np.log(np.diag(L)).sum() + 0.5 * np.linalg.slogdet(A)[1]
         return value, np.exp(log_noise) * (0.5 * np.trace(P) - 0.5 * Pr @ Pr)
+
+
+def noise_degrees_of_freedom(dof: int, known: float, fitted: float) -> float:
+    """Effective degrees of freedom of a measurement's variance, `known` (binomial, exact) plus
+    `fitted` (estimated from residuals with `dof` degrees of freedom), by Welch-Satterthwaite:
+    dof ((known + fitted) / fitted)^2. Infinite when nothing was fitted beyond a known variance;
+    `dof` when nothing is known. With a 7-parameter trend on 8 rows the noise rests on one degree
+    of freedom: its estimate is often a small fraction of the truth (on generated Gaussian tables of 8
+    configurations, at most a sixteenth of the rows' squared error in one fit of ten), and the
+    predictive distribution is Student's t, not normal (`optimizer.few_dof_widening`)."""
+    if fitted <= 0.0:
+        return math.inf if known > 0.0 else float(dof)
+    return float(dof) * ((known + fitted) / fitted) ** 2
 
 
 def trend_covariance(J: np.ndarray, noise_variance: np.ndarray, fitted: np.ndarray) -> np.ndarray:
