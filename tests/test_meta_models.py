@@ -28,6 +28,7 @@ from autoprumux.meta import (
 from autoprumux.meta.calibration import std_scale
 from autoprumux.meta.compiled import CompiledTarget, compile_target, load_compiled
 from autoprumux.meta.optimizer import candidate_configurations, few_dof_widening, score_candidates
+from autoprumux.meta.render import format_fit
 from autoprumux.meta.selection import TargetModel, models_path, save_models
 from autoprumux.meta.structured import AdditiveThroughputModel, MonotoneGPModel, noise_degrees_of_freedom
 
@@ -282,6 +283,8 @@ def test_a_small_gaussian_table_bounds_accuracy_by_students_t(tmp_path):
     widening = stdtrit(models.accuracy.dof, 0.95) / (NormalDist().inv_cdf(0.95) * models.accuracy.std_scale)
     assert widening > 1.5  # this table's held-out errors did not widen the std (std_scale 1)
     np.testing.assert_allclose(scored["accuracy_std"], plain * widening, rtol=1e-9)
+    assert models.summary()["accuracy"]["dof"] == models.accuracy.dof
+    assert f"Student's t with {models.accuracy.dof:.1f} degrees of freedom" in format_fit(models)
     save_models(models, models_path(results))
     compiled = load_compiled(results)
     assert compiled.accuracy.dof == models.accuracy.dof

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from autoprumux.meta.budget import format_budget
@@ -44,6 +45,8 @@ def format_fit(models: FittedModels) -> str:
             if chosen.std_source == "native"
             else "the CV residual spread"
         )
+        if math.isfinite(chosen.dof):  # the noise was estimated: bounds are Student's t's
+            spread += f", Student's t with {chosen.dof:.1f} degrees of freedom"
         lines.append(f"{target}: {chosen.name}, uncertainty from {spread}")
     if models.collapsed:
         listed = ", ".join(f"N={m} s={s:.2f}" for m, s in models.collapsed)

@@ -138,6 +138,7 @@ class FittedModels:
                 "cv_error_unit": str(row["unit"]),
                 "std_source": chosen.std_source,
                 "std_scale": float(chosen.std_scale),
+                "dof": None if math.isinf(chosen.dof) else chosen.dof,  # None: normal
             }
         out["collapsed"] = [list(c) for c in self.collapsed]
         return out
