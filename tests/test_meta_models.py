@@ -229,6 +229,7 @@ def test_conditioning_on_a_fantasy_keeps_hyperparameters_and_predictions(estimat
     if isinstance(before, MonotoneGPModel):
         assert np.allclose(after.trend_powers_, before.trend_powers_)
         assert after.gp_.kernel_.theta == pytest.approx(before.gp_.kernel_.theta)
+        assert conditioned.dof == model.dof < np.inf  # a fantasy is no evidence on the noise
     else:
         assert after.gp_.kernel_.theta == pytest.approx(before.gp_.kernel_.theta)
     assert np.max(np.abs(new_mean - mean) / std) < 0.1
