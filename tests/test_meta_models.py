@@ -284,6 +284,10 @@ def test_a_small_gaussian_table_bounds_accuracy_by_students_t(tmp_path):
     widening = stdtrit(models.accuracy.dof, 0.95) / (NormalDist().inv_cdf(0.95) * models.accuracy.std_scale)
     assert widening > 1.5  # this table's held-out errors did not widen the std (std_scale 1)
     np.testing.assert_allclose(scored["accuracy_std"], plain * widening, rtol=1e-9)
+    warned = [w for w in recommend(results, "3%", models=models).warnings if "degrees of freedom" in w]
+    assert len(warned) == 1 and f"{widening:.1f}x as wide" in warned[0]
+    larger = results_from_frame(synthetic_table(accuracy_noise=0.003, throughput_noise=0.02, seed=2))
+    assert not any("degrees of freedom" in w for w in recommend(larger, "3%").warnings)  # 24 rows: d >= 17
     assert models.summary()["accuracy"]["dof"] == models.accuracy.dof
     assert f"Student's t with {models.accuracy.dof:.1f} degrees of freedom" in format_fit(models)
     save_models(models, models_path(results))

@@ -41,6 +41,9 @@ SPARSITY_STEP = 0.01
 #: its std has nothing to be checked against (on generated tables of 2-6 configurations, 25 of its
 #: 73 unmeasured picks fell under the floor, 3 of its 167 measured ones; results/small-tables)
 MIN_MODELLED = 8
+#: `recommend` warns when Student's t widens the accuracy bound at least this much (few degrees of
+#: freedom left to the noise: at 95%, one or two)
+FEW_DOF_WARNING = 1.5
 #: `recommend` names a candidate it could not certify when it is predicted at least this much
 #: faster than the pick and its risk of missing the floor is at most twice the risk allowed
 NEAR_MISS_GAIN = 0.10
@@ -380,14 +383,14 @@ def recommend(
             recommendation=baseline,
             alternatives=(),
             reason=reason,
-            warnings=tuple(_table_warnings(results, models, budget)),
+            warnings=tuple(_table_warnings(results, models, budget, confidence)),
             **common,
         )
     alternatives = tuple(_estimate(scored.loc[i]) for i in _alternatives(scored, pick, n_alternatives))
     pick_row = scored.loc[pick]
     miss = near_miss(scored, pick, confidence, near_tie=near_tie)
     warnings = _pick_warnings(results, pick_row) + _near_miss_warnings(scored, pick, miss, confidence)
-    warnings += _table_warnings(results, models, budget)
+    warnings += _table_warnings(results, models, budget, confidence)
     return Recommendation(
         recommendation=_estimate(pick_row),
         alternatives=alternatives,
@@ -466,7 +469,7 @@ def _near_miss_warnings(scored: pd.DataFrame, pick, miss, confidence: float) -> 
     ]
 
 
-def _table_warnings(results: Results, models: FittedModels, budget: float) -> list[str]:
+def _table_warnings(results: Results, models: FittedModels, budget: float, confidence: float) -> list[str]:
     out = collapse_warnings(results, models)
     if len(results.configurations) < MIN_MODELLED:
         out.append(
@@ -479,6 +482,13 @@ def _table_warnings(results: Results, models: FittedModels, budget: float) -> li
         out.append(
             f"the accuracy model's cross-validated error ({acc_error:.2f} points) exceeds the budget "
             f"({100.0 * budget:.2g} points)"
+        )
+    widening = few_dof_widening(models.accuracy, confidence)
+    if widening >= FEW_DOF_WARNING and len(results.configurations) >= MIN_MODELLED:
+        out.append(
+            f"the accuracy noise rests on {models.accuracy.dof:.1f} degrees of freedom (the trend has up to 7 "
+            f"parameters): bounds are Student's t's, {widening:.1f}x as wide as a normal's; another seed of a "
+            "measured configuration or more configurations narrow them (`autoprumux suggest` proposes both)"
         )
     if len(results.devices) > 1:
         out.append(
