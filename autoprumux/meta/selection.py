@@ -85,13 +85,9 @@ class TargetModel:
 
     def condition(self, X, y, **fit_params) -> TargetModel:
         """The model fitted on other data (typically the same rows and a few more) with its
-        hyperparameters kept: a Gaussian process conditioned on more rows, not re-estimated. The
-        noise is kept too, so its degrees of freedom stay this fit's (a fantasy row is no evidence
-        on the noise)."""
+        hyperparameters kept: a Gaussian process conditioned on more rows, not re-estimated."""
         params = self.estimator.conditioning_params() if hasattr(self.estimator, "conditioning_params") else {}
         estimator = clone(self.estimator).set_params(**params).fit(X, y, **accepted(self.estimator, fit_params))
-        if hasattr(self.estimator, "noise_dof_"):
-            estimator.noise_dof_ = self.estimator.noise_dof_
         return replace(self, estimator=estimator)
 
 

@@ -132,6 +132,9 @@ class MonotoneGPModel(_PerformanceModel):
         Whether the trend's error counts its powers as estimated from the rows (None: when they
         are searched). `conditioning_params()` keeps a fit's powers and says they were estimated,
         so a clone conditioned on one more row keeps the fit's uncertainty about them.
+    noise_dof : float or None, default=None
+        Degrees of freedom of the noise (None: from this fit's rows). `conditioning_params()`
+        keeps a fit's, as its kernel keeps the noise itself: a fantasy row is no evidence on it.
 
     Attributes
     ----------
@@ -151,7 +154,7 @@ class MonotoneGPModel(_PerformanceModel):
     has_native_std = True
 
     def __init__(self, nu=2.5, residual_gp=True, monotone=True, random_state=0, fixed_powers=None, fixed_kernel=None,
-                 powers_estimated=None):  # fmt: skip
+                 powers_estimated=None, noise_dof=None):  # fmt: skip
         self.nu = nu
         self.residual_gp = residual_gp
         self.monotone = monotone
@@ -159,6 +162,7 @@ class MonotoneGPModel(_PerformanceModel):
         self.fixed_powers = fixed_powers
         self.fixed_kernel = fixed_kernel
         self.powers_estimated = powers_estimated
+        self.noise_dof = noise_dof
 
     def warm_start_params(self) -> dict:
         """This fit's GP kernel, for clones fitted on most of the same data (the trend's powers are
@@ -167,9 +171,10 @@ class MonotoneGPModel(_PerformanceModel):
         return {"fixed_kernel": None if self.gp_ is None else self.gp_.kernel_}
 
     def conditioning_params(self) -> dict:
-        """Every hyperparameter of this fit (the GP's kernel, the trend's powers), for a clone
-        that conditions on one more row without re-estimating them."""
-        return {**self.warm_start_params(), "fixed_powers": tuple(self.trend_powers_), "powers_estimated": self.powers_estimated_}
+        """Every hyperparameter of this fit (the GP's kernel, the trend's powers, the noise's
+        degrees of freedom), for a clone that conditions on one more row without re-estimating them."""
+        return {**self.warm_start_params(), "fixed_powers": tuple(self.trend_powers_),
+                "powers_estimated": self.powers_estimated_, "noise_dof": self.noise_dof_}  # fmt: skip
 
     def fit(self, X, y, noise_variance=None):
         """Fit on `X` = [[mux, sparsity], ...], accuracies `y` and optionally each row's known
@@ -204,7 +209,9 @@ class MonotoneGPModel(_PerformanceModel):
             self.train_jacobian_ = jacobian * fitted[None, :]
             weighted = cho_solve((self.gp_.L_, True), self.train_jacobian_) / self.y_scale_**2
             self.trend_cov_ = trend_covariance_from_gram(self.train_jacobian_.T @ weighted, fitted)
-        self.noise_dof_ = noise_degrees_of_freedom(dof, float(known.mean()), self.noise_)
+        self.noise_dof_ = (
+            noise_degrees_of_freedom(dof, float(known.mean()), self.noise_) if self.noise_dof is None else self.noise_dof
+        )
         return self
 
     def _fit_gp(self, Z, r, known, basis):
